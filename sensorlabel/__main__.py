@@ -1,0 +1,7 @@
+"""``python -m sensorlabel``: the command line."""
+
+import sys
+
+from sensorlabel.cli import main
+
+sys.exit(main())

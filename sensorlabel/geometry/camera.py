@@ -1,0 +1,247 @@
+"""Camera models: pinhole with OpenCV radial-tangential distortion, and fisheye (OpenCV's Kannala-Brandt model).
+
+Camera frame (OpenCV): x right, y down, z forward (optical axis). Pixel coordinates ``uv_px`` have their origin at
+the centre of the top-left pixel, so the image covers [-0.5, width-0.5] x [-0.5, height-0.5].
+
+Distortion formulas are OpenCV's (docs.opencv.org, "Camera Calibration and 3D Reconstruction" and the ``fisheye``
+module). Undistortion, which has no closed form, is delegated to ``cv2.undistortPoints`` and
+``cv2.fisheye.undistortPoints``.
+
+A point projects only when it is in front of the camera (``z > near_m``), inside the domain where the distortion
+polynomial is one-to-one, and inside the image. The radial-tangential polynomial folds back on itself far outside
+the image; without the domain limit, points far off-axis would land inside the image (xtreme1 #292's symptom).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sensorlabel.errors import CalibrationError
+
+NEAR_M = 0.1
+# cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS: iterate to 1e-14 (the default stops after 5 iterations).
+_UNDISTORT_CRITERIA = (3, 200, 1e-14)
+
+
+def _check_intrinsics(fx: float, fy: float, cx: float, cy: float, width: int, height: int, dist: np.ndarray) -> None:
+    values = {"fx_px": fx, "fy_px": fy, "cx_px": cx, "cy_px": cy}
+    for name, value in values.items():
+        if not np.isfinite(value):
+            raise CalibrationError(f"camera intrinsics: {name} is not finite: {value}")
+    if fx <= 0 or fy <= 0:
+        raise CalibrationError(f"camera intrinsics: focal lengths must be positive, got fx_px={fx}, fy_px={fy}")
+    if width <= 0 or height <= 0:
+        raise CalibrationError(f"camera intrinsics: image size must be positive, got {width}x{height}")
+    if not np.isfinite(dist).all():
+        raise CalibrationError(f"camera distortion has non-finite coefficients: {dist.tolist()}")
+
+
+@dataclass(frozen=True)
+class PinholeCamera:
+    """Pinhole camera with OpenCV radial-tangential distortion ``(k1, k2, p1, p2, k3)``.
+
+    Attributes:
+        fx_px, fy_px, cx_px, cy_px: intrinsics in pixels.
+        width_px, height_px: image size.
+        distortion: (5,) float64 ``k1, k2, p1, p2, k3`` (zeros for an ideal pinhole).
+
+    Raises:
+        CalibrationError: non-finite or non-positive intrinsics.
+    """
+
+    fx_px: float
+    fy_px: float
+    cx_px: float
+    cy_px: float
+    width_px: int
+    height_px: int
+    distortion: np.ndarray = field(default_factory=lambda: np.zeros(5))
+    model: str = field(default="pinhole", init=False)
+
+    def __post_init__(self) -> None:
+        dist = np.zeros(5)
+        given = np.asarray(self.distortion, dtype=np.float64).reshape(-1)
+        if len(given) > 5:
+            raise CalibrationError(f"pinhole distortion: expected at most 5 coefficients, got {len(given)}")
+        dist[: len(given)] = given
+        object.__setattr__(self, "distortion", dist)
+        _check_intrinsics(self.fx_px, self.fy_px, self.cx_px, self.cy_px, self.width_px, self.height_px, dist)
+        object.__setattr__(self, "_r2_max", self._monotonic_r2_limit())
+
+    @property
+    def K(self) -> np.ndarray:
+        """(3,3) intrinsic matrix."""
+        return np.array([[self.fx_px, 0, self.cx_px], [0, self.fy_px, self.cy_px], [0, 0, 1.0]])
+
+    def _distort(self, xy: np.ndarray) -> np.ndarray:
+        k1, k2, p1, p2, k3 = self.distortion
+        x, y = xy[:, 0], xy[:, 1]
+        r2 = x * x + y * y
+        radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+        yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+        return np.stack([xd, yd], axis=1)
+
+    def _monotonic_r2_limit(self) -> float:
+        """Largest squared normalised radius up to which the radial map r -> r(1 + k1 r^2 + ...) still grows,
+        capped a little beyond the image corners."""
+        corners = np.array(
+            [[-0.5, -0.5], [self.width_px - 0.5, -0.5], [-0.5, self.height_px - 0.5],
+             [self.width_px - 0.5, self.height_px - 0.5]]
+        )
+        xy = (corners - [self.cx_px, self.cy_px]) / [self.fx_px, self.fy_px]
+        reach = float(np.max(np.sum(xy**2, axis=1)))  # distorted radius^2 of the farthest corner
+        k1, _, _, _, k3 = self.distortion
+        k2 = self.distortion[1]
+        r = np.linspace(0, np.sqrt(reach) * 3 + 1e-6, 4000)
+        r2 = r * r
+        deriv = 1 + 3 * k1 * r2 + 5 * k2 * r2**2 + 7 * k3 * r2**3  # d/dr of r * radial(r)
+        # Stop where the map flattens (slope 0.25), short of the fold: there undistortion is ill-conditioned.
+        falling = np.flatnonzero(deriv <= 0.25)
+        r_max = r[falling[0] - 1] if len(falling) else r[-1]
+        return float(r_max**2)
+
+    def project(self, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Project camera-frame points.
+
+        Args:
+            points_cam: (N,3) points in the camera frame, metres.
+
+        Returns:
+            uv_px (N,2) float64 (meaningful only where valid) and valid (N,) bool: in front of the camera
+            (z > 0.1 m), within the distortion model's one-to-one domain and inside the image.
+        """
+        p = np.asarray(points_cam, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != 3:
+            raise ValueError(f"points_cam: expected (N,3), got {p.shape}")
+        z = p[:, 2]
+        front = z > NEAR_M
+        safe_z = np.where(front, z, 1.0)
+        xy = p[:, :2] / safe_z[:, None]
+        in_domain = np.sum(xy * xy, axis=1) <= self._r2_max
+        uv = self._distort(xy) * [self.fx_px, self.fy_px] + [self.cx_px, self.cy_px]
+        valid = front & in_domain & self.in_image(uv)
+        return uv, valid
+
+    def in_image(self, uv_px: np.ndarray) -> np.ndarray:
+        """(N,) bool: pixel coordinates inside the image bounds."""
+        return (
+            (uv_px[:, 0] >= -0.5) & (uv_px[:, 0] <= self.width_px - 0.5)
+            & (uv_px[:, 1] >= -0.5) & (uv_px[:, 1] <= self.height_px - 0.5)
+        )
+
+    def unproject(self, uv_px: np.ndarray) -> np.ndarray:
+        """Unit viewing rays of pixels.
+
+        Args:
+            uv_px: (N,2) pixel coordinates.
+
+        Returns:
+            (N,3) unit vectors in the camera frame (z > 0); a point at range r along ray i is ``r * rays[i]``.
+        """
+        import cv2
+
+        uv = np.asarray(uv_px, dtype=np.float64).reshape(-1, 1, 2)
+        if len(uv) == 0:
+            return np.zeros((0, 3))
+        xy = cv2.undistortPoints(uv, self.K, self.distortion, criteria=_UNDISTORT_CRITERIA).reshape(-1, 2)
+        rays = np.concatenate([xy, np.ones((len(xy), 1))], axis=1)
+        return rays / np.linalg.norm(rays, axis=1, keepdims=True)
+
+    def in_fov(self, points_cam: np.ndarray) -> np.ndarray:
+        """(N,) bool: the points project into the image (same rule as :meth:`project`)."""
+        return self.project(points_cam)[1]
+
+
+@dataclass(frozen=True)
+class FisheyeCamera:
+    """Fisheye camera, OpenCV ``cv2.fisheye`` (Kannala-Brandt) model with coefficients ``k1..k4``.
+
+    ``theta_d = theta (1 + k1 theta^2 + k2 theta^4 + k3 theta^6 + k4 theta^8)`` with theta the angle from the
+    optical axis. Points need z > 0.1 m (in front of the image plane) and theta <= ``max_theta_rad`` to project.
+
+    Raises:
+        CalibrationError: non-finite or non-positive intrinsics.
+    """
+
+    fx_px: float
+    fy_px: float
+    cx_px: float
+    cy_px: float
+    width_px: int
+    height_px: int
+    distortion: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    max_theta_rad: float = np.deg2rad(89.0)
+    model: str = field(default="fisheye", init=False)
+
+    def __post_init__(self) -> None:
+        dist = np.zeros(4)
+        given = np.asarray(self.distortion, dtype=np.float64).reshape(-1)
+        if len(given) > 4:
+            raise CalibrationError(f"fisheye distortion: expected at most 4 coefficients, got {len(given)}")
+        dist[: len(given)] = given
+        object.__setattr__(self, "distortion", dist)
+        _check_intrinsics(self.fx_px, self.fy_px, self.cx_px, self.cy_px, self.width_px, self.height_px, dist)
+        theta = np.linspace(0, self.max_theta_rad, 2000)
+        k1, k2, k3, k4 = dist
+        deriv = 1 + 3 * k1 * theta**2 + 5 * k2 * theta**4 + 7 * k3 * theta**6 + 9 * k4 * theta**8
+        if (deriv <= 0).any():
+            object.__setattr__(self, "max_theta_rad", float(theta[np.flatnonzero(deriv <= 0)[0] - 1]))
+
+    @property
+    def K(self) -> np.ndarray:
+        """(3,3) intrinsic matrix."""
+        return np.array([[self.fx_px, 0, self.cx_px], [0, self.fy_px, self.cy_px], [0, 0, 1.0]])
+
+    def project(self, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Project camera-frame points (N,3); returns uv_px (N,2) and valid (N,) as PinholeCamera.project."""
+        p = np.asarray(points_cam, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != 3:
+            raise ValueError(f"points_cam: expected (N,3), got {p.shape}")
+        r = np.hypot(p[:, 0], p[:, 1])
+        theta = np.arctan2(r, p[:, 2])
+        k1, k2, k3, k4 = self.distortion
+        t2 = theta * theta
+        theta_d = theta * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = np.where(r > 1e-12, theta_d / np.where(r > 1e-12, r, 1.0), 1.0 / np.maximum(p[:, 2], 1e-12))
+        xy = p[:, :2] * scale[:, None]
+        uv = xy * [self.fx_px, self.fy_px] + [self.cx_px, self.cy_px]
+        valid = (p[:, 2] > NEAR_M) & (theta <= self.max_theta_rad) & self.in_image(uv)
+        return uv, valid
+
+    def in_image(self, uv_px: np.ndarray) -> np.ndarray:
+        """(N,) bool: pixel coordinates inside the image bounds."""
+        return (
+            (uv_px[:, 0] >= -0.5) & (uv_px[:, 0] <= self.width_px - 0.5)
+            & (uv_px[:, 1] >= -0.5) & (uv_px[:, 1] <= self.height_px - 0.5)
+        )
+
+    def unproject(self, uv_px: np.ndarray) -> np.ndarray:
+        """(N,2) pixels -> (N,3) unit rays in the camera frame (see PinholeCamera.unproject).
+
+        theta is recovered from theta_d by Newton's method on the 1-D polynomial; working with theta rather than
+        tan(theta) keeps rays near 90 degrees accurate.
+        """
+        uv = np.asarray(uv_px, dtype=np.float64).reshape(-1, 2)
+        xy_d = (uv - [self.cx_px, self.cy_px]) / [self.fx_px, self.fy_px]
+        theta_d = np.hypot(xy_d[:, 0], xy_d[:, 1])
+        k1, k2, k3, k4 = self.distortion
+        theta = theta_d.copy()
+        for _ in range(30):
+            t2 = theta * theta
+            f = theta * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4)))) - theta_d
+            df = 1 + t2 * (3 * k1 + t2 * (5 * k2 + t2 * (7 * k3 + t2 * 9 * k4)))
+            theta = theta - f / df
+        with np.errstate(invalid="ignore", divide="ignore"):
+            direction = np.where(theta_d[:, None] > 1e-15, xy_d / np.where(theta_d > 1e-15, theta_d, 1.0)[:, None], 0.0)
+        return np.concatenate([direction * np.sin(theta)[:, None], np.cos(theta)[:, None]], axis=1)
+
+    def in_fov(self, points_cam: np.ndarray) -> np.ndarray:
+        """(N,) bool: the points project into the image."""
+        return self.project(points_cam)[1]
+
+
+CameraModel = PinholeCamera | FisheyeCamera
