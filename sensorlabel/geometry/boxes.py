@@ -88,7 +88,10 @@ class Boxes:
         if (norm < 1e-9).any():
             i = int(np.flatnonzero(norm < 1e-9)[0])
             raise ValueError(f"quat_wxyz[{i}] is zero: {quat[i].tolist()}")
-        quat = quat / norm[:, None]
+        # Quaternions already unit to rounding are kept bit for bit, so that re-wrapping (indexing, replace, a
+        # label-store round trip) is exact; renormalising a unit quaternion changes its last bits a third of the time.
+        unit = np.abs(norm - 1.0) <= 4 * np.finfo(np.float64).eps
+        quat = np.where(unit[:, None], quat, quat / norm[:, None])
         quat = np.where(quat[:, :1] < 0, -quat, quat)
         for name, arr in (("center_m", center), ("lwh_m", lwh), ("quat_wxyz", quat), ("track_id", track),
                           ("label", label), ("score", score)):
@@ -191,46 +194,77 @@ class Boxes:
     def point_box_pairs(self, points_m: np.ndarray, margin_m: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """All (box, point) pairs with the point inside the box (boundary included).
 
-        Candidates come from a sort of the points along x and each box's axis-aligned extent, so the work is
-        proportional to the points near the boxes rather than N x P.
+        A point p is inside box n when ``|R_n[:, i] . (p - c_n)| <= lwh_n[i] / 2 + margin_m`` for i = x, y, z: the
+        closed test of Open3D's ``OrientedBoundingBox.get_point_indices_within_bounding_box``, evaluated in float64
+        in the same order, so both agree point for point.
+
+        Candidates come from a coarse 2-D grid over x/y (cells about a quarter of a box footprint): every box
+        registers in the cells its axis-aligned footprint touches, every point looks up its cell, and only those
+        (box, point) pairs are tested exactly. The work is a few passes of cheap arithmetic over the points plus
+        the points near the boxes; the points are never sorted.
 
         Args:
-            points_m: (P,3) points in the boxes' frame (extra columns beyond 3 are ignored).
+            points_m: (P,3) points in the boxes' frame, float32 or float64 (extra columns beyond 3 are ignored).
+                Non-finite points are inside no box.
             margin_m: grow every box by this much on each side (may be negative).
 
         Returns:
             (box_index (K,), point_index (K,)) int64, sorted by box then point.
+
+        Raises:
+            ValueError: points_m is not (P,>=3).
         """
         pts = np.asarray(points_m)
         if pts.ndim != 2 or pts.shape[1] < 3:
             raise ValueError(f"points_m: expected (P,3), got {pts.shape}")
-        pts = pts[:, :3]
-        n = len(self)
-        if n == 0 or len(pts) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if pts.dtype not in (np.float32, np.float64):
+            pts = pts.astype(np.float64)
+        n, num_points = len(self), len(pts)
+        none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         half = self.lwh_m / 2.0 + margin_m
+        if n == 0 or num_points == 0 or (half <= 0).any(axis=1).all():
+            return none
         rot = self.rotation
-        extent = np.abs(rot) @ half[:, :, None]  # (N,3,1): half-size of the axis-aligned bound
-        lo = self.center_m - extent[:, :, 0]
-        hi = self.center_m + extent[:, :, 0]
-        order = np.argsort(pts[:, 0], kind="stable")
-        xs = pts[order, 0]
-        start = np.searchsorted(xs, lo[:, 0], side="left")
-        stop = np.searchsorted(xs, hi[:, 0], side="right")
-        counts = np.maximum(stop - start, 0)
+        reg_box, cell_count, origin, cell, shape = _box_grid(self.center_m[:, :2], rot, half)
+        cell_start = np.cumsum(cell_count) - cell_count
+        # Cell id of every point, in the points' own dtype (the footprints carry a slack of 1e-5 of the scene's
+        # extent, far above float32 rounding). Coordinates are clamped into the empty border ring, so far points
+        # and NaN land in empty cells.
+        dtype = pts.dtype.type
+        cid = np.empty(num_points, np.int32)
+        buf = np.empty(num_points, dtype)
+        index = np.empty(num_points, np.int32)
+        for axis in range(2):
+            np.multiply(pts[:, axis], dtype(1.0 / cell), out=buf)
+            np.add(buf, dtype(1.0 - origin[axis] / cell), out=buf)
+            np.fmax(buf, dtype(0), out=buf)
+            np.fmin(buf, dtype(shape[axis] - 1), out=buf)
+            np.copyto(index, buf, casting="unsafe")
+            if axis == 0:
+                np.multiply(index, np.int32(shape[1]), out=cid)
+            else:
+                np.add(cid, index, out=cid)
+        counts = np.take(cell_count, cid)
+        cand = np.flatnonzero(counts)
+        counts, cid = counts[cand], cid[cand]
         total = int(counts.sum())
         if total == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        box_idx = np.repeat(np.arange(n), counts)
+            return none
+        # Expand to (box, candidate) pairs.
+        rep = np.repeat(np.arange(len(cand)), counts)
         offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-        point_idx = order[np.repeat(start, counts) + offsets]
-        cand = pts[point_idx].astype(np.float64)
-        in_aabb = np.all((cand >= lo[box_idx]) & (cand <= hi[box_idx]), axis=1)
-        box_idx, point_idx, cand = box_idx[in_aabb], point_idx[in_aabb], cand[in_aabb]
-        local = np.einsum("kji,kj->ki", rot[box_idx], cand - self.center_m[box_idx])
-        inside = np.all(np.abs(local) <= half[box_idx], axis=1)
-        box_idx, point_idx = box_idx[inside], point_idx[inside]
-        sort = np.lexsort((point_idx, box_idx))
+        box_idx = reg_box[np.repeat(cell_start[cid], counts) + offsets]
+        # Exact closed test in float64, one box axis at a time, dropping rejected pairs as we go.
+        d = [np.take(pts[cand, j].astype(np.float64), rep) - np.take(self.center_m[:, j], box_idx) for j in range(3)]
+        keep = np.arange(total)
+        for i in range(3):
+            bk = box_idx[keep]
+            axis_i = rot[:, :, i]
+            local = (d[0][keep] * np.take(axis_i[:, 0], bk) + d[1][keep] * np.take(axis_i[:, 1], bk)
+                     + d[2][keep] * np.take(axis_i[:, 2], bk))
+            keep = keep[np.abs(local) <= np.take(half[:, i], bk)]
+        box_idx, point_idx = box_idx[keep], cand[rep[keep]]
+        sort = np.argsort(box_idx * num_points + point_idx, kind="stable")
         return box_idx[sort].astype(np.int64), point_idx[sort].astype(np.int64)
 
     def points_in_boxes(self, points_m: np.ndarray, margin_m: float = 0.0) -> np.ndarray:
@@ -244,3 +278,37 @@ class Boxes:
         """(N,) int64 number of points inside each box."""
         b, _ = self.point_box_pairs(points_m, margin_m)
         return np.bincount(b, minlength=len(self)).astype(np.int64)
+
+
+def _box_grid(center_xy: np.ndarray, rot: np.ndarray, half: np.ndarray):
+    """A 2-D grid over the boxes' footprints for :meth:`Boxes.point_box_pairs`.
+
+    Args:
+        center_xy: (N,2) box centres; rot: (N,3,3) frame_R_object; half: (N,3) half sizes (margin included).
+
+    Returns:
+        reg_box: (R,) box indices grouped by cell; cell_count: (C,) int32 boxes per cell, cell id
+        ``ix * shape[1] + iy``; origin: (2,) position of cell (1, 1)'s corner; cell: edge length in metres;
+        shape: (2,) cells per axis, including an empty ring of border cells.
+    """
+    extent_xy = (np.abs(rot) @ np.maximum(half, 0.0)[:, :, None])[:, :2, 0]
+    # Widen each footprint a little so that rounding in the points' cell arithmetic (float32 included) never drops
+    # a boundary point; the exact test decides.
+    slack = 1e-5 * (1.0 + np.abs(center_xy).max() + extent_xy.max())
+    lo = center_xy - extent_xy - slack
+    hi = center_xy + extent_xy + slack
+    origin = lo.min(axis=0)
+    top = hi.max(axis=0)
+    cell = max(0.25 * float(np.median((hi - lo).min(axis=1))), float((top - origin).max()) / 256.0, 1e-6)
+    inner = np.floor((top - origin) / cell).astype(np.int64) + 1
+    shape = inner + 2
+    c0 = np.floor((lo - origin) / cell).astype(np.int64) + 1
+    c1 = np.minimum(np.floor((hi - origin) / cell).astype(np.int64), inner - 1) + 1
+    size = c1 - c0 + 1
+    per_box = size[:, 0] * size[:, 1]
+    reg_box = np.repeat(np.arange(len(center_xy)), per_box)
+    k = np.arange(len(reg_box)) - np.repeat(np.cumsum(per_box) - per_box, per_box)
+    reg_cell = (c0[reg_box, 0] + k // size[reg_box, 1]) * shape[1] + c0[reg_box, 1] + k % size[reg_box, 1]
+    reg_box = reg_box[np.argsort(reg_cell, kind="stable")]
+    cell_count = np.bincount(reg_cell, minlength=int(shape[0] * shape[1])).astype(np.int32)
+    return reg_box, cell_count, origin, cell, shape
