@@ -726,12 +726,16 @@ class LabelStore:
                 if new_track_ids.size:
                     conn.executemany("INSERT INTO tracks (track_id, label, attributes) VALUES (?, ?, '{}')",
                                      zip(new_track_ids.tolist(), boxes.label[new_track].tolist()))
-                w = np.flatnonzero(write)
-                columns = [box_ids[w], frames[w], track[w], *boxes.center_m[w].T, *boxes.lwh_m[w].T,
-                           *boxes.quat_wxyz[w].T, np.full(w.size, source), conf[w], rev[w].astype(np.int64)]
-                # OR REPLACE: an updated row keeps its box_id and (frame, track), so it replaces exactly itself.
-                conn.executemany(f"INSERT OR REPLACE INTO boxes ({_BOX_COLS}) VALUES ({', '.join('?' * 16)})",
-                                 zip(*(c.tolist() for c in columns)))
+                values = [*boxes.center_m.T, *boxes.lwh_m.T, *boxes.quat_wxyz.T, np.full(n, source), conf,
+                          rev.astype(np.int64)]
+                insert = np.flatnonzero(fresh)
+                conn.executemany(f"INSERT INTO boxes ({_BOX_COLS}) VALUES ({', '.join('?' * 16)})",
+                                 zip(*(c[insert].tolist() for c in [box_ids, frames, track, *values])))
+                # An updated row keeps its box_id, frame and track: only the value columns change (no index work).
+                update = np.flatnonzero(write & ~fresh)
+                conn.executemany("UPDATE boxes SET cx_m = ?, cy_m = ?, cz_m = ?, l_m = ?, w_m = ?, h_m = ?, qw = ?, "
+                                 "qx = ?, qy = ?, qz = ?, source = ?, confidence = ?, reviewed = ? WHERE box_id = ?",
+                                 zip(*(c[update].tolist() for c in [*values, box_ids])))
         logger.debug("%s: %s (edit %d)", self.path, text, edit_id)
         return PutResult(box_ids, track, skipped, edit_id)
 

@@ -8,7 +8,13 @@ Two paths compute the same numbers:
 * :func:`iou_bev_shapely` / :func:`iou_3d_shapely` use shapely's exact polygon intersection, as the reference.
 
 3D IoU assumes gravity-aligned boxes (rotation about z only), as the KITTI, nuScenes and AV2 benchmarks do:
-the 3D intersection is the bird's-eye intersection area times the overlap of the vertical extents.
+the 3D intersection is the bird's-eye intersection area times the overlap of the vertical extents. Pairs whose
+bird's-eye circumcircles do not meet are skipped (their IoU is 0), so sparse scenes cost little more than N.
+
+Generalised IoU (Rezatofighi et al., CVPR 2019), for the tracker's association cost: ``GIoU = IoU - (C - U) / C``
+with U the union and C the smallest enclosing shape: the convex hull of both bird's-eye footprints (times the
+vertical span of both boxes in 3D). GIoU lies in (-1, 1] and, unlike IoU, still ranks disjoint boxes by how far
+apart they are.
 """
 
 from __future__ import annotations
@@ -72,15 +78,70 @@ def polygon_intersection_area(poly_a: np.ndarray, poly_b: np.ndarray) -> np.ndar
     return np.where(count >= 3, np.abs(area), 0.0)
 
 
+def convex_hull_area(points: np.ndarray) -> np.ndarray:
+    """Areas of the convex hulls of M small 2-D point sets, vectorised over M.
+
+    The points are sorted by angle about their mean (an interior point of the hull), which gives a star-shaped
+    polygon; its strictly reflex vertices lie inside the hull and are dropped, all at once, until none is left.
+    Collinear and repeated vertices may stay: they do not change the shoelace area.
+
+    Args:
+        points: (M,K,2) with K >= 3.
+
+    Returns:
+        (M,) float64 hull areas (0 for degenerate sets).
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    m, k = pts.shape[:2]
+    if m == 0:
+        return np.zeros(0)
+    rel = pts - pts.mean(axis=1, keepdims=True)
+    order = np.lexsort((-np.hypot(rel[..., 0], rel[..., 1]), np.arctan2(rel[..., 1], rel[..., 0])), axis=-1)
+    rel = np.take_along_axis(rel, order[..., None], axis=1)
+    tol = 1e-12 * np.max(np.sum(rel * rel, axis=2), axis=1, keepdims=True)
+    steps = np.arange(1, k)
+    forward = (np.arange(k)[:, None] + steps[None, :]) % k  # (K,K-1) candidate successors, nearest first
+    backward = (np.arange(k)[:, None] - steps[None, :]) % k
+    slot = np.arange(k)[None, :]
+    valid = np.ones((m, k), dtype=bool)
+    p_next = np.empty_like(rel)
+    active = np.arange(m)  # sets that may still have reflex vertices
+    for _ in range(k):  # each round removes at least one vertex of every active set, so at most K rounds
+        v, r = valid[active], rel[active]
+        nxt = forward[slot, np.argmax(v[:, forward], axis=2)]
+        prv = backward[slot, np.argmax(v[:, backward], axis=2)]
+        p_next[active] = np.take_along_axis(r, nxt[..., None], axis=1)
+        p_prev = np.take_along_axis(r, prv[..., None], axis=1)
+        reflex = v & (_cross(r - p_prev, p_next[active] - r) < -tol[active])
+        changed = reflex.any(axis=1)
+        valid[active] = v & ~reflex
+        active = active[changed]
+        if len(active) == 0:
+            break
+    return 0.5 * np.abs(np.where(valid, _cross(rel, p_next), 0.0).sum(axis=1))
+
+
 def _pairs(a: Boxes, b: Boxes) -> tuple[np.ndarray, np.ndarray]:
     ia, ib = np.meshgrid(np.arange(len(a)), np.arange(len(b)), indexing="ij")
     return ia.reshape(-1), ib.reshape(-1)
 
 
+def _bev_intersection(a: Boxes, b: Boxes, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """(K,) bird's-eye intersection areas of pairs (a[ia], b[ib]); pairs whose circumcircles miss are 0."""
+    radius_a = 0.5 * np.hypot(a.lwh_m[:, 0], a.lwh_m[:, 1])
+    radius_b = 0.5 * np.hypot(b.lwh_m[:, 0], b.lwh_m[:, 1])
+    gap = a.center_m[ia, :2] - b.center_m[ib, :2]
+    near = np.flatnonzero(np.sum(gap * gap, axis=1) <= (radius_a[ia] + radius_b[ib]) ** 2 * (1 + 1e-9))
+    inter = np.zeros(len(ia))
+    if len(near):
+        inter[near] = polygon_intersection_area(a.bev_corners()[ia[near]], b.bev_corners()[ib[near]])
+    return inter
+
+
 def iou_bev(a: Boxes, b: Boxes) -> np.ndarray:
     """(Na,Nb) bird's-eye IoU of every pair, vectorised."""
     ia, ib = _pairs(a, b)
-    inter = polygon_intersection_area(a.bev_corners()[ia], b.bev_corners()[ib])
+    inter = _bev_intersection(a, b, ia, ib)
     area_a = a.lwh_m[:, 0] * a.lwh_m[:, 1]
     area_b = b.lwh_m[:, 0] * b.lwh_m[:, 1]
     union = area_a[ia] + area_b[ib] - inter
@@ -96,7 +157,7 @@ def _z_overlap(a: Boxes, b: Boxes, ia: np.ndarray, ib: np.ndarray) -> np.ndarray
 def iou_3d(a: Boxes, b: Boxes) -> np.ndarray:
     """(Na,Nb) 3D IoU of every pair of gravity-aligned boxes, vectorised."""
     ia, ib = _pairs(a, b)
-    inter = polygon_intersection_area(a.bev_corners()[ia], b.bev_corners()[ib]) * _z_overlap(a, b, ia, ib)
+    inter = _bev_intersection(a, b, ia, ib) * _z_overlap(a, b, ia, ib)
     vol_a, vol_b = a.volume_m3(), b.volume_m3()
     union = vol_a[ia] + vol_b[ib] - inter
     return (inter / np.maximum(union, _EPS)).reshape(len(a), len(b))
@@ -138,3 +199,50 @@ def iou_3d_shapely(a: Boxes, b: Boxes) -> np.ndarray:
     inter = inter_bev.reshape(-1) * _z_overlap(a, b, ia, ib)
     union = a.volume_m3()[ia] + b.volume_m3()[ib] - inter
     return (inter / np.maximum(union, _EPS)).reshape(len(a), len(b))
+
+
+def _hull_area_bev(a: Boxes, b: Boxes, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """(K,) area of the convex hull of the footprints of a[ia] and b[ib]."""
+    return convex_hull_area(np.concatenate([a.bev_corners()[ia], b.bev_corners()[ib]], axis=1))
+
+
+def giou_bev(a: Boxes, b: Boxes) -> np.ndarray:
+    """(Na,Nb) bird's-eye generalised IoU of every pair, in (-1, 1].
+
+    The enclosing shape is the convex hull of both footprints (exact, vectorised).
+    """
+    ia, ib = _pairs(a, b)
+    if len(ia) == 0:
+        return np.zeros((len(a), len(b)))
+    inter = _bev_intersection(a, b, ia, ib)
+    union = a.lwh_m[ia, 0] * a.lwh_m[ia, 1] + b.lwh_m[ib, 0] * b.lwh_m[ib, 1] - inter
+    hull = _hull_area_bev(a, b, ia, ib)
+    giou = inter / np.maximum(union, _EPS) - (hull - union) / np.maximum(hull, _EPS)
+    return giou.reshape(len(a), len(b))
+
+
+def giou_3d(a: Boxes, b: Boxes) -> np.ndarray:
+    """(Na,Nb) 3D generalised IoU of every pair of gravity-aligned boxes, in (-1, 1].
+
+    The enclosing volume is the convex hull of both footprints times the vertical span of both boxes.
+    """
+    ia, ib = _pairs(a, b)
+    if len(ia) == 0:
+        return np.zeros((len(a), len(b)))
+    inter = _bev_intersection(a, b, ia, ib) * _z_overlap(a, b, ia, ib)
+    union = a.volume_m3()[ia] + b.volume_m3()[ib] - inter
+    top = np.maximum(a.center_m[ia, 2] + a.lwh_m[ia, 2] / 2, b.center_m[ib, 2] + b.lwh_m[ib, 2] / 2)
+    bottom = np.minimum(a.center_m[ia, 2] - a.lwh_m[ia, 2] / 2, b.center_m[ib, 2] - b.lwh_m[ib, 2] / 2)
+    enclosing = _hull_area_bev(a, b, ia, ib) * (top - bottom)
+    giou = inter / np.maximum(union, _EPS) - (enclosing - union) / np.maximum(enclosing, _EPS)
+    return giou.reshape(len(a), len(b))
+
+
+def center_distance(a: Boxes, b: Boxes, *, bev: bool = False) -> np.ndarray:
+    """(Na,Nb) Euclidean distance in metres between box centres; ``bev=True`` ignores z (nuScenes' matching)."""
+    from scipy.spatial.distance import cdist
+
+    dims = 2 if bev else 3
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    return cdist(a.center_m[:, :dims], b.center_m[:, :dims])

@@ -64,11 +64,12 @@ def bev_corners(box7: np.ndarray) -> np.ndarray:
 
 
 def convex_hull_area(points: np.ndarray) -> np.ndarray:
-    """Areas of the convex hulls of M small 2D point sets, vectorised.
+    """Areas of the convex hulls of M small 2D point sets, vectorised over the sets.
 
-    A directed segment p_i -> p_j is a counter-clockwise hull edge exactly when no point lies to its right and no
-    point lies strictly inside it; summing ``cross(p_i, p_j) / 2`` over those edges is the shoelace formula, in any
-    order. Duplicate points are reduced to their first copy first.
+    A directed segment p_i -> p_j is a counter-clockwise hull edge exactly when no point lies to its right and every
+    point on its line lies within it; summing ``cross(p_i, p_j) / 2`` over those edges is the shoelace formula, in
+    any order. Duplicate points count once (their first copy). The cross and dot products of all triples come from
+    the pairwise cross and Gram matrices: ``cross(p_j - p_i, p_k - p_i) = X_ij + X_jk + X_ki``.
 
     Args:
         points: (M, K, 2) point sets (K = 8 for two boxes).
@@ -79,23 +80,20 @@ def convex_hull_area(points: np.ndarray) -> np.ndarray:
     m, k = points.shape[:2]
     if m == 0:
         return np.zeros(0)
-    extent = np.ptp(points.reshape(m, -1), axis=1) + 1.0
-    tol = (1e-9 * extent**2)[:, None, None, None]
-    d = points[:, None, :, :] - points[:, :, None, :]  # d[m, i, j] = p_j - p_i
-    dist2 = np.einsum("mijc,mijc->mij", d, d)
-    lower = np.tril(np.ones((k, k), dtype=bool), -1)  # j < i
-    alive = ~np.any((dist2 <= tol[..., 0]) & lower[None], axis=2)  # (M, K): first copy of each point
-    edge = d[:, :, :, None, :]  # (M, i, j, 1, 2)
-    rel = d[:, :, None, :, :]  # (M, i, 1, k, 2)
-    cross = edge[..., 0] * rel[..., 1] - edge[..., 1] * rel[..., 0]  # (M, i, j, k)
-    dot = np.einsum("mijkc,mijkc->mijk", np.broadcast_to(edge, cross.shape + (2,)), np.broadcast_to(rel, cross.shape + (2,)))
-    inside_segment = (np.abs(cross) <= tol) & (dot > tol) & (dot < dist2[..., None] - tol)
-    right = cross < -tol
-    blocked = np.any((right | inside_segment) & alive[:, None, None, :], axis=3)
-    is_edge = ~blocked & alive[:, :, None] & alive[:, None, :] & (dist2 > tol[..., 0])
-    p = points
-    edge_cross = p[:, :, None, 0] * p[:, None, :, 1] - p[:, :, None, 1] * p[:, None, :, 0]
-    return 0.5 * np.where(is_edge, edge_cross, 0.0).sum(axis=(1, 2))
+    x, y = points[..., 0], points[..., 1]
+    cross_ij = x[:, :, None] * y[:, None, :] - y[:, :, None] * x[:, None, :]
+    gram = x[:, :, None] * x[:, None, :] + y[:, :, None] * y[:, None, :]
+    sq = np.diagonal(gram, axis1=1, axis2=2)
+    dist2 = sq[:, :, None] + sq[:, None, :] - 2.0 * gram
+    tol = (1e-9 * (np.ptp(points.reshape(m, -1), axis=1) + 1.0) ** 2)[:, None, None]
+    alive = ~np.any((dist2 <= tol) & np.tril(np.ones((k, k), dtype=bool), -1), axis=2)
+    cross = cross_ij[:, :, :, None] + cross_ij[:, None, :, :] + np.swapaxes(cross_ij, 1, 2)[:, :, None, :]
+    dot = np.swapaxes(gram, 1, 2)[:, None, :, :] - gram[:, :, None, :] - gram[:, :, :, None] + sq[:, :, None, None]
+    tol4 = tol[..., None]
+    on_line = np.abs(cross) <= tol4
+    bad = (cross < -tol4) | (on_line & ((dot < -tol4) | (dot > dist2[..., None] + tol4)))
+    is_edge = ~np.any(bad & alive[:, None, None, :], axis=3) & alive[:, :, None] & alive[:, None, :] & (dist2 > tol)
+    return 0.5 * np.where(is_edge, cross_ij, 0.0).sum(axis=(1, 2))
 
 
 def _vertical_overlap_and_span(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

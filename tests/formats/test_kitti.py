@@ -189,26 +189,36 @@ def test_empty_conversions(shared_data):
     assert len(boxes_velo_to_kitti(Boxes.empty(), calib)) == 0
 
 
-def test_projected_boxes_match_labelled_2d_boxes(shared_data):
-    """Image bounds of the projected 3D boxes vs the labelled 2D boxes on the real object frames."""
-    ious = []
+def _object_frames(shared_data: Path) -> list[tuple[Path, Path, Path]]:
     root = shared_data / "kitti_object_3frames/training"
+    frames = [(root / f"label_2/{s}.txt", root / f"calib/{s}.txt", root / f"image_2/{s}.png") for s in ("000000", "000001", "000002")]
+    mm = shared_data / "kitti_object_mmdet3d_000008"
+    frames.append((mm / "derived/label_2_000008.txt", mm / "derived/calib_000008.txt", mm / "000008.png"))
+    return frames
+
+
+def test_projected_boxes_match_labelled_2d_boxes(shared_data):
+    """Image bounds of the projected 3D boxes vs the labelled 2D boxes on the 4 real object frames (18 boxes).
+
+    Only DontCare rows are left out (they have no 3D box); truncated boxes are kept, and the truncation derived
+    from the clipped projection agrees with the labelled one.
+    """
     import cv2
 
-    for stem in ("000000", "000001", "000002"):
-        table = read_kitti_object_labels(root / f"label_2/{stem}.txt")
-        calib = read_kitti_calib(root / f"calib/{stem}.txt")
-        h, w = cv2.imread(str(root / f"image_2/{stem}.png")).shape[:2]
-        # Filter: DontCare rows have no 3D box; heavily truncated objects (> 0.5, KITTI's "hard" limit) extend
-        # beyond the image, where the labelled 2D box stops at the border but the clipped projection cannot
-        # follow the object's cut-off silhouette.
-        keep = ~table.is_dont_care & (table.truncated <= 0.5)
-        bbox, _ = project_boxes_to_image(kitti_to_boxes_rect(table[keep]), calib.P2, (w, h))
+    ious, truncation_error = [], []
+    for label, calib_path, image in _object_frames(shared_data):
+        table = read_kitti_object_labels(label)
+        calib = read_kitti_calib(calib_path)
+        h, w = cv2.imread(str(image)).shape[:2]
+        keep = ~table.is_dont_care
+        bbox, truncated = project_boxes_to_image(kitti_to_boxes_rect(table[keep]), calib.P2, (w, h))
         ious.append(_iou_2d(bbox, table.bbox_2d_px[keep]))
+        truncation_error.append(np.abs(truncated - table.truncated[keep]))
     ious = np.concatenate(ious)
-    assert len(ious) >= 6
+    assert len(ious) == 18
     assert ious.min() >= 0.85, ious
     assert np.median(ious) >= 0.9, ious
+    assert np.concatenate(truncation_error).max() < 0.05
 
 
 def _iou_2d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
