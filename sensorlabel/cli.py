@@ -48,7 +48,100 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = [_add_info, _add_demo]
+def _add_propagate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("propagate", help="fill every frame of every keyframed track (interpolate, ICP, smooth)")
+    p.add_argument("drive", type=Path)
+    p.add_argument("--tracks", type=int, nargs="*", help="only these track ids")
+    p.add_argument("--no-refine", action="store_true", help="interpolation only, no ICP against the points")
+    p.add_argument("--no-extrapolate", action="store_true", help="do not track beyond the first/last keyframe")
+    p.add_argument("--propose", action="store_true", help="also propose boxes for unlabelled point clusters")
+    p.set_defaults(func=_cmd_propagate)
+
+
+def _cmd_propagate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sensorlabel.drive import Drive
+    from sensorlabel.propagation import PropagationConfig, propagate_drive
+
+    drive = Drive.open(args.drive)
+    config = PropagationConfig(refine=not args.no_refine, extrapolate=not args.no_extrapolate)
+    with tqdm(total=1, desc="propagate", unit="step", disable=None) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        report = propagate_drive(drive, config, track_ids=args.tracks, progress=progress)
+    print(f"{report.tracks} tracks from {report.keyframes} keyframes: wrote {report.written} "
+          f"({report.skipped_human} human boxes left untouched) in {report.seconds:.1f} s")
+    if args.propose:
+        from sensorlabel.propagation.propose import propose_drive
+
+        print(f"{propose_drive(drive)} proposals for unlabelled clusters")
+    return 0
+
+
+def _parse_options(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs; a VALUE that parses as JSON (numbers, lists, true) is taken as such, else as text."""
+    import json
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise SensorlabelError(f"--option expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    from sensorlabel.formats import IMPORTERS
+
+    p = sub.add_parser("import", help="import a recorded drive (" + " | ".join(IMPORTERS) + ") into NAME.drive")
+    p.add_argument("format", choices=list(IMPORTERS), metavar="FORMAT", help=" | ".join(IMPORTERS))
+    p.add_argument("src", type=Path, help="the source file or folder")
+    p.add_argument("--out", type=Path, required=True, help="the .drive folder to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing drive")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="importer option, e.g. ego_frame=base_link or lidar_topics='[\"/points\"]' (repeatable)")
+    p.set_defaults(func=_cmd_import)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from sensorlabel.formats import import_drive, show_progress
+
+    with show_progress(sys.stderr.isatty()):
+        drive = import_drive(args.format, args.src, args.out, overwrite=args.overwrite, **_parse_options(args.option))
+    print(f"imported {args.src} ({args.format}) -> {drive.path}: {drive.num_frames} frames, "
+          f"sensors {', '.join(drive.sensors)}, {drive.labels.count_boxes()} boxes")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from sensorlabel.formats import EXPORTERS
+
+    p = sub.add_parser("export", help="export a drive's labels (" + " | ".join(EXPORTERS) + ")")
+    p.add_argument("drive", type=Path)
+    p.add_argument("--format", required=True, choices=list(EXPORTERS), metavar="FORMAT", help=" | ".join(EXPORTERS))
+    p.add_argument("--out", type=Path, required=True, help="the output folder")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="exporter option (repeatable)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from sensorlabel.formats import export_drive, show_progress
+
+    with show_progress(sys.stderr.isatty()):
+        written = export_drive(args.drive, args.format, args.out, **_parse_options(args.option))
+    print(f"exported {args.drive} ({args.format}) -> {args.out}: {len(written)} files")
+    return 0
+
+
+_COMMANDS = [_add_info, _add_demo, _add_propagate, _add_import, _add_export]
 
 
 def build_parser() -> argparse.ArgumentParser:

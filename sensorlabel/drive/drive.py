@@ -18,6 +18,7 @@ memory. Measured on 100 sweeps x 120k points x 6 fields (2 cores): ~150 MB/s wit
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import math
@@ -39,6 +40,11 @@ logger = logging.getLogger(__name__)
 
 #: How far outside the pose range world_SE3_ego extrapolates at constant velocity.
 MAX_POSE_EXTRAPOLATION_NS = 500_000_000
+#: Pending rows are written once this many whole chunks are buffered: zarr encodes the chunks of one write
+#: concurrently, so a few chunks per write keep both cores busy (measured: see _ChunkAppender).
+_FLUSH_CHUNKS = 4
+#: Timestamps from this value on are shown as UTC dates in summaries (2001-09-09).
+_EPOCH_2001_NS = 1_000_000_000 * 1_000_000_000
 
 
 def nearest_indices(sensor_timestamps_ns: np.ndarray, query_ns: np.ndarray, tolerance_ns: float) -> np.ndarray:
@@ -89,7 +95,7 @@ class _ChunkAppender:
     def append(self, rows: np.ndarray) -> None:
         self._pending.append(rows)
         self._num_pending += len(rows)
-        if self._num_pending >= self._chunk_rows:
+        if self._num_pending >= _FLUSH_CHUNKS * self._chunk_rows:
             self._write(final=False)
 
     def close(self) -> None:
@@ -198,7 +204,9 @@ class DriveWriter:
                 "(append each sensor's records in increasing time order)",
             )
 
-    def append_lidar_sweep(self, sensor_name: str, points: np.ndarray, fields: tuple[str, ...], timestamp_ns: int) -> None:
+    def append_lidar_sweep(
+        self, sensor_name: str, points: np.ndarray, fields: tuple[str, ...], timestamp_ns: int
+    ) -> None:
         """Append one sweep of a lidar.
 
         Args:
@@ -231,7 +239,9 @@ class DriveWriter:
             series.appender, series.fields = _ChunkAppender(array), fields
         elif fields != series.fields:
             raise FormatError(
-                self.path, f"{sensor_name} sweep at {timestamp_ns} ns: fields {fields} differ from the first sweep's {series.fields}"
+                self.path,
+                f"{sensor_name} sweep at {timestamp_ns} ns: fields {fields} differ from the first sweep's "
+                f"{series.fields}",
             )
         self._check_time(series, sensor_name, timestamp_ns)
         series.appender.append(sweep.points)
@@ -273,13 +283,20 @@ class DriveWriter:
         if ts.ndim != 1 or ts.dtype.kind not in "iu":
             raise FormatError(self.path, f"poses timestamps_ns: expected (T,) integers, got {ts.dtype} {ts.shape}")
         ts = ts.astype(np.int64)
-        matrices = world_SE3_ego.as_matrix() if isinstance(world_SE3_ego, SE3) else np.asarray(world_SE3_ego, dtype=np.float64)
+        if isinstance(world_SE3_ego, SE3):
+            matrices = world_SE3_ego.as_matrix()
+        else:
+            matrices = np.asarray(world_SE3_ego, dtype=np.float64)
         if matrices.shape != (len(ts), 4, 4):
-            raise CalibrationError(f"{self.path}: world_SE3_ego: expected ({len(ts)},4,4) for {len(ts)} timestamps, got {matrices.shape}")
+            raise CalibrationError(
+                f"{self.path}: world_SE3_ego: expected ({len(ts)},4,4) for {len(ts)} timestamps, got {matrices.shape}"
+            )
         bad = np.flatnonzero(np.diff(ts) <= 0)
         if len(bad):
             i = int(bad[0]) + 1
-            raise CalibrationError(f"{self.path}: poses timestamps_ns must increase strictly; index {i} has {ts[i]} after {ts[i - 1]}")
+            raise CalibrationError(
+                f"{self.path}: poses timestamps_ns must increase strictly; index {i} has {ts[i]} after {ts[i - 1]}"
+            )
         checked_transform(matrices, f"{self.path}: poses world_SE3_ego")
         self._pose_timestamps_ns, self._world_SE3_ego_matrix = ts, matrices.copy()
         self._poses_written = True
@@ -294,7 +311,9 @@ class DriveWriter:
             bad = np.flatnonzero(np.diff(ts) <= 0)
             if len(bad):
                 i = int(bad[0]) + 1
-                raise FormatError(self.path, f"frame_timestamps_ns not increasing at index {i}: {ts[i]} after {ts[i - 1]}")
+                raise FormatError(
+                    self.path, f"frame_timestamps_ns not increasing at index {i}: {ts[i]} after {ts[i - 1]}"
+                )
             return ts
         for kind in ("lidar", "camera"):
             for sensor_name, sensor in self._sensors.items():
@@ -340,7 +359,8 @@ class DriveWriter:
                 else:
                     series.appender.close()
                 sensor_ts = np.asarray(series.timestamps_ns, dtype=np.int64)
-                self._root.create_array(f"{group}/{sensor_name}/offsets", data=np.asarray(series.offsets, dtype=np.int64))
+                offsets = np.asarray(series.offsets, dtype=np.int64)
+                self._root.create_array(f"{group}/{sensor_name}/offsets", data=offsets)
                 self._root.create_array(f"{group}/{sensor_name}/timestamps_ns", data=sensor_ts)
                 period = schema.median_period_ns(sensor_ts)
                 tolerance = 0.5 * (period if not math.isnan(period) else frame_period)
@@ -386,8 +406,9 @@ class DriveWriter:
 
 def _check_replaceable(path: Path) -> None:
     """Overwriting deletes ``path``: allow it only for a drive folder (even a broken one) or an empty folder."""
-    if path.is_dir() and ((path / schema.SENSORS_ZARR).exists() or (path / schema.LABELS_SQLITE).exists() or not any(path.iterdir())):
-        return
+    if path.is_dir():
+        if (path / schema.SENSORS_ZARR).exists() or (path / schema.LABELS_SQLITE).exists() or not any(path.iterdir()):
+            return
     raise SchemaError(path, "exists and is not a drive; refusing to overwrite it")
 
 
@@ -548,7 +569,8 @@ class Drive:
         try:
             return series.data[start:stop]
         except (ValueError, RuntimeError, OSError, TypeError) as exc:
-            raise SchemaError(self.path / schema.SENSORS_ZARR, f"{what} record {index} is unreadable: {exc!r}") from None
+            where = self.path / schema.SENSORS_ZARR
+            raise SchemaError(where, f"{what} record {index} is unreadable: {exc!r}") from None
 
     def lidar_timestamps_ns(self, lidar: str) -> np.ndarray:
         """(S,) int64 sweep times of ``lidar`` (a copy)."""
@@ -622,7 +644,8 @@ class Drive:
             worst = int(np.argmax(outside))
             if outside[worst] > MAX_POSE_EXTRAPOLATION_NS:
                 raise ValueError(
-                    f"{self.path}: timestamp {int(flat[worst])} ns is {outside[worst] / 1e9:.3f} s outside the pose range "
+                    f"{self.path}: timestamp {int(flat[worst])} ns is {outside[worst] / 1e9:.3f} s outside the pose "
+                    "range "
                     f"[{pose_ts[0]}, {pose_ts[-1]}] ns (extrapolation limit {MAX_POSE_EXTRAPOLATION_NS / 1e9} s)"
                 )
         return interpolate_poses(pose_ts, self._poses, query, extrapolate=True)
@@ -657,7 +680,13 @@ class Drive:
     def summary(self) -> str:
         """A human-readable multi-line summary: name, format, frames, time span, sensors, poses and labels."""
         span = self.time_span_ns()
-        span_text = "no timestamps" if span is None else f"{(span[1] - span[0]) / 1e9:.3f} s from {span[0]} ns"
+        if span is None:
+            span_text = "no timestamps"
+        else:
+            span_text = f"{(span[1] - span[0]) / 1e9:.3f} s from {span[0]} ns"
+            if span[0] >= _EPOCH_2001_NS:  # a Unix-epoch clock rather than a recording-relative one
+                start = datetime.datetime.fromtimestamp(span[0] / 1e9, tz=datetime.timezone.utc)
+                span_text += f" = {start:%Y-%m-%d %H:%M:%S} UTC"
         lines = [
             f"drive      {self.path}",
             f"name       {self.name}  (source format: {self.source_format})",
@@ -676,7 +705,8 @@ class Drive:
                 total_points += num_points
                 fields = " ".join(self._contents.lidar_fields[sensor_name])
                 lines.append(
-                    f"lidar      {sensor_name}: {len(series.timestamps_ns)} sweeps, {num_points:,} points, fields {fields}"
+                    f"lidar      {sensor_name}: {len(series.timestamps_ns)} sweeps, {num_points:,} points, "
+                    f"fields {fields}"
                 )
             else:
                 series = self._contents.cameras[sensor_name]

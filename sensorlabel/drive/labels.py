@@ -196,7 +196,8 @@ class BoxRecords:
         n = len(self.boxes)
         converted = {"frame": np.asarray(self.frame, dtype=np.int64), "source": np.asarray(self.source, dtype=str),
                      "confidence": np.asarray(self.confidence, dtype=np.float64),
-                     "reviewed": np.asarray(self.reviewed, dtype=bool), "box_id": np.asarray(self.box_id, dtype=np.int64)}
+                     "reviewed": np.asarray(self.reviewed, dtype=bool),
+                     "box_id": np.asarray(self.box_id, dtype=np.int64)}
         for name, arr in converted.items():
             if arr.shape != (n,):
                 raise ValueError(f"{name}: expected ({n},), got {arr.shape}")
@@ -293,6 +294,7 @@ class LabelStore:
         SchemaError: the file is not SQLite (garbage, truncated), is an SQLite database of something else, or holds
             another schema version; the message names the path.
         DriveLockedError: the store had to be created but another writer held the lock for ``timeout_s``.
+        LabelStoreError: SQLite cannot open the file at all (permissions).
     """
 
     def __init__(self, path: str | os.PathLike, timeout_s: float = 10.0):
@@ -311,7 +313,10 @@ class LabelStore:
             self._open_schema()
         except sqlite3.Error as exc:
             self.close()
-            raise self._translate(exc) from None
+            translated = self._translate(exc)
+            if translated is exc:  # e.g. "unable to open database file" (permissions, a read-only folder)
+                translated = LabelStoreError(f"{self.path}: cannot open the label store: {exc}")
+            raise translated from None
         except BaseException:
             self.close()
             raise
@@ -333,7 +338,8 @@ class LabelStore:
                 for statement in _SCHEMA_SQL.split(";"):
                     if statement.strip():
                         tx.execute(statement)
-                tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                           (str(SCHEMA_VERSION),))
             logger.info("created label store %s", self.path)
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None or row[0] != str(SCHEMA_VERSION):
@@ -495,6 +501,24 @@ class LabelStore:
                 "(SELECT count(*) FROM edit_tracks t WHERE t.edit_id = e.edit_id) "
                 "FROM edits e ORDER BY e.edit_id DESC LIMIT ?", (int(limit),)).fetchall()
         return [Edit(int(i), int(t), d, bool(u), int(nb), int(nt)) for i, t, d, u, nb, nt in rows]
+
+    def prune_history(self, keep_last: int) -> int:
+        """Forget all but the newest ``keep_last`` edits (their before/after images make the log grow with every
+        bulk write); the forgotten edits can no longer be undone. The labels themselves do not change.
+
+        Returns:
+            The number of edits removed.
+
+        Raises:
+            LabelStoreError: keep_last < 0.
+        """
+        if int(keep_last) < 0:
+            raise LabelStoreError(f"keep_last must be >= 0, got {keep_last}")
+        with self._transaction() as conn:
+            old = "SELECT edit_id FROM edits ORDER BY edit_id DESC LIMIT -1 OFFSET ?"
+            conn.execute(f"DELETE FROM edit_boxes WHERE edit_id IN ({old})", (int(keep_last),))
+            conn.execute(f"DELETE FROM edit_tracks WHERE edit_id IN ({old})", (int(keep_last),))
+            return conn.execute(f"DELETE FROM edits WHERE edit_id IN ({old})", (int(keep_last),)).rowcount
 
     # ----- tracks -------------------------------------------------------------------------------------------------
     @staticmethod
@@ -676,10 +700,9 @@ class LabelStore:
         if frames.shape != (n,):
             raise LabelStoreError(f"frames: expected ({n},) for {n} boxes, got {frames.shape}")
         if (frames < 0).any():
-            raise LabelStoreError(f"frames[{int(np.flatnonzero(frames < 0)[0])}] must be >= 0, got {frames[frames < 0][0]}")
-        conf = boxes.score if confidence is None else _check_confidence(confidence, n)
-        if confidence is None:
-            conf = _check_confidence(conf, n)
+            i = int(np.flatnonzero(frames < 0)[0])
+            raise LabelStoreError(f"frames[{i}] must be >= 0, got {frames[i]}")
+        conf = _check_confidence(boxes.score if confidence is None else confidence, n)
         rev = np.asarray(reviewed, dtype=bool)
         if rev.shape not in ((), (n,)):
             raise LabelStoreError(f"reviewed: expected a bool or ({n},), got shape {rev.shape}")
@@ -719,9 +742,8 @@ class LabelStore:
             box_ids[fresh] = self._next_id(conn, "boxes") + np.arange(int(fresh.sum()))
             new_track_ids = self._next_id(conn, "tracks") + np.arange(int(new_track.sum()))
             track[new_track] = new_track_ids
-            text = description or f"put {int(write.sum())} {source} boxes"
-            if skipped.any():
-                text += f" ({int(skipped.sum())} human boxes kept)"
+            kept = f" ({int(skipped.sum())} human boxes kept)" if skipped.any() else ""
+            text = description or f"put {int(write.sum())} {source} boxes{kept}"
             with self._edit(conn, text, box_ids[write], new_track_ids) as edit_id:
                 if new_track_ids.size:
                     conn.executemany("INSERT INTO tracks (track_id, label, attributes) VALUES (?, ?, '{}')",

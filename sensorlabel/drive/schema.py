@@ -172,7 +172,9 @@ def _check_complete(array, where: str) -> None:
 def _check_timestamps(timestamps_ns: np.ndarray, where: str) -> None:
     if len(timestamps_ns) > 1 and np.any(np.diff(timestamps_ns) <= 0):
         i = int(np.flatnonzero(np.diff(timestamps_ns) <= 0)[0]) + 1
-        raise SchemaError(where, f"timestamps_ns not increasing at index {i}: {timestamps_ns[i]} after {timestamps_ns[i - 1]}")
+        raise SchemaError(
+            where, f"timestamps_ns not increasing at index {i}: {timestamps_ns[i]} after {timestamps_ns[i - 1]}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,7 +202,10 @@ def _read_ragged(group, kind: str, name: str, data_key: str, dtype: str, ndim: i
     offsets = _read_all(_open_array(sub, "offsets", node_where, "int64", 1), f"{node_where}/offsets")
     timestamps = _read_all(_open_array(sub, "timestamps_ns", node_where, "int64", 1), f"{node_where}/timestamps_ns")
     if len(offsets) != len(timestamps) + 1:
-        raise SchemaError(f"{node_where}/offsets", f"expected {len(timestamps) + 1} offsets for {len(timestamps)} records, found {len(offsets)}")
+        raise SchemaError(
+            f"{node_where}/offsets",
+            f"expected {len(timestamps) + 1} offsets for {len(timestamps)} records, found {len(offsets)}",
+        )
     if offsets[0] != 0 or np.any(np.diff(offsets) < 0) or offsets[-1] != data.shape[0]:
         raise SchemaError(
             f"{node_where}/offsets",
@@ -257,7 +262,9 @@ def read_store(store_path) -> StoreContents:
         raise SchemaError(where, f"not a zarr v3 group: {exc!r}") from None
     attrs = dict(root.attrs)
     if attrs.get("format") != FORMAT_TAG or "schema_version" not in attrs:
-        raise SchemaError(where, "not a sensorlabel drive store (no format/schema_version attributes; unfinished write?)")
+        raise SchemaError(
+            where, "not a sensorlabel drive store (no format/schema_version attributes; unfinished write?)"
+        )
     if attrs["schema_version"] != SCHEMA_VERSION:
         raise SchemaError(
             where, f"schema_version {attrs['schema_version']!r} is not supported; this version reads {SCHEMA_VERSION}"
@@ -278,7 +285,9 @@ def read_store(store_path) -> StoreContents:
             series = _read_ragged(root, "lidar", name, "points", "float32", 2, where)
             fields = tuple(series.data.attrs.get("fields", ()))
             if len(fields) != series.data.shape[1] or fields[:4] != ("x", "y", "z", "intensity"):
-                raise SchemaError(f"{where}/lidar/{name}/points", f"fields {fields} do not name its {series.data.shape[1]} columns")
+                raise SchemaError(
+                    f"{where}/lidar/{name}/points", f"fields {fields} do not name its {series.data.shape[1]} columns"
+                )
             lidar[name], lidar_fields[name] = series, fields
         else:
             cameras[name] = _read_ragged(root, "cameras", name, "bytes", "uint8", 1, where)

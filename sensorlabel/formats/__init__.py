@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -115,5 +117,27 @@ def progress(iterable: Iterable[_T], *, total: int | None = None, desc: str = ""
     return tqdm(iterable, total=total, desc=desc, unit="item", leave=False)
 
 
-__all__ = ["EXPORTERS", "IMPORTERS", "export_drive", "get_exporter", "get_importer", "import_drive", "progress",
+def atomic_write_bytes(path: str | Path, content: bytes) -> Path:
+    """Write ``content`` to ``path`` through a temporary sibling and ``os.replace``: readers never see half a file.
+
+    Raises:
+        FormatError: the file cannot be written (naming it).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp-")
+    except OSError as exc:
+        raise FormatError(path, f"cannot write: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise FormatError(path, f"cannot write: {exc.strerror or exc}") from None
+    return path
+
+
+__all__ = ["atomic_write_bytes", "EXPORTERS", "IMPORTERS", "export_drive", "get_exporter", "get_importer", "import_drive", "progress",
            "show_progress"]

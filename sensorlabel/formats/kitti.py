@@ -606,3 +606,674 @@ def boxes_velo_to_kitti(
     """Label rows from boxes in the Velodyne (ego) frame: :func:`boxes_rect_to_kitti` of
     ``boxes_velo.transform(rect_SE3_velo)``, with the 2D box projected through ``calib.P2``."""
     return boxes_rect_to_kitti(boxes_velo.transform(calib.rect_SE3_velo), frame, calib, image_size_px)
+
+
+# ======================================================================================================================
+# Sensor data: Velodyne sweeps, OXTS poses, raw calibration
+# ======================================================================================================================
+#: Fields of a KITTI Velodyne sweep (x, y, z in metres, reflectance 0..1), in the drive's lidar field names.
+VELODYNE_FIELDS = ("x", "y", "z", "intensity")
+_EARTH_RADIUS_M = 6378137.0
+
+
+def read_kitti_velodyne(path: str | os.PathLike) -> np.ndarray:
+    """Read a Velodyne ``.bin`` sweep: little-endian float32 records ``x y z reflectance``.
+
+    Returns:
+        (P,4) float32 in the Velodyne frame.
+
+    Raises:
+        FormatError: unreadable, empty, a size that is not a whole number of 16-byte records, or non-finite values.
+    """
+    path = Path(path)
+    try:
+        raw = np.fromfile(path, dtype="<f4")
+    except OSError as exc:
+        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+    if raw.size == 0:
+        raise FormatError(path, "empty Velodyne file (no points)")
+    if raw.size % 4:
+        raise FormatError(path, f"size {raw.size * 4} bytes is not a multiple of 16 (x y z reflectance as float32)")
+    points = raw.reshape(-1, 4)
+    finite = np.isfinite(points).all(axis=1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise FormatError(path, f"point {i} is not finite: {points[i].tolist()}")
+    return points
+
+
+def read_oxts(paths: list[Path]) -> np.ndarray:
+    """Read OXTS records: one file with one line per frame (tracking) or one file per frame (raw).
+
+    Returns:
+        (T,30) float64: lat lon alt roll pitch yaw vn ve vf vl vu ax ay az af al au wx wy wz wf wl wu posacc velacc
+        navstat numsats posmode velmode orimode.
+
+    Raises:
+        FormatError: unreadable file, a line without 30 numbers, or a non-number (naming file and line).
+    """
+    rows = []
+    for path in paths:
+        for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            if len(tokens) != 30:
+                raise FormatError(path, f"line {lineno}: expected 30 OXTS values, got {len(tokens)}")
+            rows.append(_floats(path, f"line {lineno}", tokens))
+    if not rows:
+        raise FormatError(paths[0] if paths else Path("oxts"), "no OXTS records")
+    return np.stack(rows)
+
+
+def oxts_to_world_SE3_imu(oxts: np.ndarray) -> tuple[SE3, dict]:
+    """IMU poses from OXTS records by the KITTI devkit's Mercator conversion (``convertOxtsToPose.m``,
+    Geiger et al., IJRR 2013)::
+
+        scale = cos(lat_0 * pi / 180)                      # Mercator scale of the first record
+        t = (scale * lon * pi * R / 180, scale * R * log(tan((90 + lat) * pi / 360)), alt),  R = 6378137 m
+        R = Rz(yaw) @ Ry(pitch) @ Rx(roll)
+        world_SE3_imu[i] = inverse(T_0) @ T_i               # world = the IMU frame at the first record
+
+    Args:
+        oxts: (T,30) records from :func:`read_oxts`.
+
+    Returns:
+        (world_SE3_imu batch of T, origin dict with lat_deg, lon_deg, alt_m, scale and the first pose's Mercator
+        matrix, for metadata).
+    """
+    lat, lon, alt = oxts[:, 0], oxts[:, 1], oxts[:, 2]
+    scale = float(np.cos(lat[0] * np.pi / 180.0))
+    t = np.stack([
+        scale * lon * np.pi * _EARTH_RADIUS_M / 180.0,
+        scale * _EARTH_RADIUS_M * np.log(np.tan((90.0 + lat) * np.pi / 360.0)),
+        alt,
+    ], axis=1)
+    rot = Rotation.from_euler("ZYX", oxts[:, [5, 4, 3]]).as_matrix()  # intrinsic ZYX = Rz(yaw) Ry(pitch) Rx(roll)
+    mercator_SE3_imu = SE3(rot, t)
+    world = mercator_SE3_imu[0].inverse().compose(mercator_SE3_imu)
+    origin = {"lat_deg": float(lat[0]), "lon_deg": float(lon[0]), "alt_m": float(alt[0]), "mercator_scale": scale,
+              "mercator_SE3_world": mercator_SE3_imu[0].as_matrix().tolist()}
+    return world, origin
+
+
+def _read_key_values(path: Path) -> dict[str, list[str]]:
+    """``key: v1 v2 ...`` lines (KITTI raw calibration files)."""
+    out = {}
+    for line in _read_text(path).splitlines():
+        key, sep, rest = line.partition(":")
+        if sep:
+            out[key.strip()] = rest.split()
+    return out
+
+
+def read_kitti_raw_calib(date_dir: str | os.PathLike) -> tuple[KittiCalib, tuple[int, int] | None]:
+    """Read a raw drive's ``calib_cam_to_cam.txt``, ``calib_velo_to_cam.txt`` and ``calib_imu_to_velo.txt``.
+
+    ``P_rect_0k`` become P0..P3, ``R_rect_00`` becomes R0_rect, ``R``/``T`` of velo_to_cam and imu_to_velo the
+    rigid transforms.
+
+    Returns:
+        (calibration, (width, height) of the rectified image 2 from ``S_rect_02``, or None).
+
+    Raises:
+        FormatError: a missing file or key, or values that are not numbers of the right count.
+    """
+    date_dir = Path(date_dir)
+    cam = date_dir / "calib_cam_to_cam.txt"
+    velo = date_dir / "calib_velo_to_cam.txt"
+    imu = date_dir / "calib_imu_to_velo.txt"
+    cam_kv, velo_kv = _read_key_values(cam), _read_key_values(velo)
+    imu_kv = _read_key_values(imu) if imu.is_file() else None
+
+    def get(kv: dict, path: Path, key: str, size: int) -> np.ndarray:
+        if key not in kv:
+            raise FormatError(path, f"missing {key}")
+        values = _floats(path, key, kv[key])
+        if values.size != size:
+            raise FormatError(path, f"{key}: expected {size} numbers, got {values.size}")
+        return values
+
+    values = {f"P{i}": get(cam_kv, cam, f"P_rect_0{i}", 12) for i in range(4)}
+    values["R0_rect"] = get(cam_kv, cam, "R_rect_00", 9)
+    rt = np.concatenate([get(velo_kv, velo, "R", 9).reshape(3, 3), get(velo_kv, velo, "T", 3)[:, None]], axis=1)
+    values["Tr_velo_to_cam"] = rt.reshape(-1)
+    if imu_kv is not None:
+        rt = np.concatenate([get(imu_kv, imu, "R", 9).reshape(3, 3), get(imu_kv, imu, "T", 3)[:, None]], axis=1)
+        values["Tr_imu_to_velo"] = rt.reshape(-1)
+    size = get(cam_kv, cam, "S_rect_02", 2) if "S_rect_02" in cam_kv else None
+    return _calib_from_values(cam, values), None if size is None else (int(size[0]), int(size[1]))
+
+
+def _image_size(path: Path, data: bytes) -> tuple[int, int]:
+    """(width, height) of an encoded image. Raises FormatError when it does not decode."""
+    import cv2
+
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if image is None:
+        raise FormatError(path, "not a decodable image")
+    return int(image.shape[1]), int(image.shape[0])
+
+
+def kitti_camera_sensor(name: str, P: np.ndarray, calib: KittiCalib, image_size_px: tuple[int, int], path: Path):
+    """A camera of the Velodyne-as-ego drive from a rectified projection matrix.
+
+    ``P = K [I | b]`` with ``b = K^-1 P[:, 3]``: the rectified camera sits at ``-b`` in rect, axes parallel to rect,
+    so ``ego_SE3_cam = inverse(rect_SE3_velo) ∘ inverse(SE3(I, b))``; the model is an ideal pinhole (rectified).
+
+    Raises:
+        FormatError: ``P[:, :3]`` is not an upper-triangular intrinsic matrix with positive focal lengths.
+    """
+    from sensorlabel.drive.sensors import SensorCalibration
+    from sensorlabel.geometry.camera import PinholeCamera
+
+    K = P[:, :3]
+    if abs(K[1, 0]) + abs(K[2, 0]) + abs(K[2, 1]) > 1e-9 or abs(K[2, 2] - 1.0) > 1e-9 or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise FormatError(path, f"{name}: projection matrix is not K [I | t] with a KITTI intrinsic K: {P.tolist()}")
+    b = np.linalg.solve(K, P[:, 3])
+    ego_SE3_cam = calib.rect_SE3_velo.inverse().compose(SE3(np.eye(3), b).inverse())
+    camera = PinholeCamera(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), *image_size_px)
+    return SensorCalibration(name, "camera", ego_SE3_cam, camera)
+
+
+def _velodyne_sensor():
+    from sensorlabel.drive.sensors import SensorCalibration
+
+    return SensorCalibration("velodyne", "lidar", SE3.identity())
+
+
+# ======================================================================================================================
+# Importers
+# ======================================================================================================================
+def _check_out(out: Path, overwrite: bool) -> None:
+    from sensorlabel.errors import SchemaError
+
+    if out.exists() and not overwrite:
+        raise SchemaError(out, "already exists; pass overwrite=True to replace it")
+
+
+def _numbered_files(folder: Path, suffixes: tuple[str, ...]) -> dict[int, Path]:
+    """Files named by a frame number (``000012.bin``) in ``folder``, by number; {} when the folder is absent."""
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for f in folder.iterdir():
+        if f.suffix.lower() in suffixes and f.stem.isdigit():
+            out[int(f.stem)] = f
+    return dict(sorted(out.items()))
+
+
+def _put_labels(drive, frames: np.ndarray, boxes_ego: Boxes) -> None:
+    if len(boxes_ego):
+        drive.labels.put_boxes(frames, boxes_ego, "imported", confidence=np.clip(boxes_ego.score, 0.0, 1.0),
+                               description="import KITTI labels")
+
+
+def _object_records(src: Path, split: str) -> tuple[str, list[dict]]:
+    """Find the frames of a KITTI object folder: (layout name, [{id, calib, label, velodyne, image}])."""
+    for root in (src / split, src):
+        if (root / "calib").is_dir():
+            calibs = {f.stem: f for f in sorted((root / "calib").glob("*.txt"))}
+            return "object", [
+                {"id": stem, "calib": c, "label": root / "label_2" / f"{stem}.txt",
+                 "velodyne": root / "velodyne" / f"{stem}.bin", "image": root / "image_2" / f"{stem}.png"}
+                for stem, c in calibs.items()
+            ]
+    records = []
+    for bin_path in sorted(src.glob("*.bin")):
+        stem = bin_path.stem
+        found = {k: next((p for p in (src / f"{k}_{stem}.txt", src / "derived" / f"{k}_{stem}.txt") if p.is_file()), None)
+                 for k in ("calib", "label_2")}
+        if found["calib"] is not None:
+            records.append({"id": stem, "calib": found["calib"], "label": found["label_2"] or src / "-",
+                            "velodyne": bin_path, "image": src / f"{stem}.png"})
+    if not records:
+        raise FormatError(src, f"not a KITTI object folder: no {split}/calib/, calib/ or NNNNNN.bin with calib_NNNNNN.txt")
+    return "mmdet3d", records
+
+
+def import_kitti_object(src: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
+                        split: str = "training", frame_ids: list[str] | None = None):
+    """Import KITTI object frames (``training/{velodyne,image_2,calib,label_2}``, or mmdetection3d's single-frame
+    layout ``NNNNNN.bin``, ``NNNNNN.png`` with ``[derived/]calib_NNNNNN.txt`` and ``label_2_NNNNNN.txt``).
+
+    Object frames are independent snapshots: drive frame i is the i-th frame id, at i * 100 ms, with no poses. Each
+    frame has its own calibration; the ``image_02`` sensor carries the first frame's and every frame's is kept in
+    ``metadata["kitti"]["calib"]`` (used by the exporter). Boxes go in the Velodyne (ego) frame, one track each.
+
+    Args:
+        src: the dataset folder (holding ``training/``), the split folder, or the mmdetection3d folder.
+        out: the ``NAME.drive`` folder to write.
+        overwrite: replace an existing drive.
+        split: ``training`` or ``testing``.
+        frame_ids: import only these ids (e.g. ``["000001"]``); default all.
+
+    Raises:
+        FormatError: a missing folder or a file that cannot be read (naming it); SchemaError: ``out`` exists.
+    """
+    from sensorlabel.drive import Drive
+    from sensorlabel.formats import progress
+
+    src, out = Path(src), Path(out)
+    _check_out(out, overwrite)
+    layout, records = _object_records(src, split)
+    if frame_ids is not None:
+        wanted = set(frame_ids)
+        records = [r for r in records if r["id"] in wanted]
+        if len(records) != len(wanted):
+            raise FormatError(src, f"frame ids not found: {sorted(wanted - {r['id'] for r in records})}")
+    calibs = [read_kitti_calib(r["calib"]) for r in records]
+    label_lines, tables = [], []
+    for i, r in enumerate(records):
+        has_label = r["label"].is_file()
+        tables.append(read_kitti_object_labels(r["label"], frame=i) if has_label else KittiLabelTable.empty())
+        label_lines.append(_read_text(r["label"]).splitlines() if has_label else None)
+    sizes = [_image_size(r["image"], _read_bytes(r["image"])) if r["image"].is_file() else None for r in records]
+    image_size = next((s for s in sizes if s is not None), None)
+    has_velodyne = any(r["velodyne"].is_file() for r in records)
+    sensors = {}
+    if has_velodyne:
+        sensors["velodyne"] = _velodyne_sensor()
+    if image_size is not None:
+        sensors["image_02"] = kitti_camera_sensor("image_02", calibs[0].P2, calibs[0], image_size, records[0]["calib"])
+    varies = any(not np.allclose(c.rect_SE3_velo.as_matrix(), calibs[0].rect_SE3_velo.as_matrix()) or
+                 not np.allclose(c.P2, calibs[0].P2) for c in calibs)
+    if varies:
+        logger.warning("%s: calibration differs between frames; sensor image_02 holds frame %s's, all are in "
+                       "metadata['kitti']['calib']", src, records[0]["id"])
+    metadata = {"kitti": {
+        "layout": layout, "frame_ids": [r["id"] for r in records], "calib": [c.to_dict() for c in calibs],
+        "calibration_varies_per_frame": bool(varies), "image_size_px": [list(s) if s else None for s in sizes],
+        "label_lines": label_lines, "ego_frame": "velodyne",
+    }}
+    timestamps = np.arange(len(records), dtype=np.int64) * KITTI_FRAME_PERIOD_NS
+    with Drive.create(out, name=out.name.removesuffix(".drive"), source_format="kitti-object", sensors=sensors,
+                      overwrite=overwrite, metadata=metadata) as writer:
+        for i, r in enumerate(progress(records, total=len(records), desc="kitti-object")):
+            if has_velodyne and r["velodyne"].is_file():
+                writer.append_lidar_sweep("velodyne", read_kitti_velodyne(r["velodyne"]), VELODYNE_FIELDS, int(timestamps[i]))
+            if image_size is not None and r["image"].is_file():
+                writer.append_camera_image("image_02", _read_bytes(r["image"]), int(timestamps[i]))
+        drive = writer.finalize(timestamps)
+    boxes, frames = [], []
+    for i, (table, calib) in enumerate(zip(tables, calibs)):
+        keep = table[~table.is_dont_care]
+        boxes.append(kitti_to_boxes_velo(keep, calib))
+        frames.append(np.full(len(keep), i, np.int64))
+    _put_labels(drive, np.concatenate(frames) if frames else np.zeros(0, np.int64), Boxes.concatenate(boxes))
+    return drive
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not data:
+        raise FormatError(path, "empty file")
+    return data
+
+
+def _tracking_root(src: Path, split: str) -> Path:
+    for root in (src / split, src):
+        if (root / "calib").is_dir():
+            return root
+    raise FormatError(src, f"not a KITTI tracking folder: no {split}/calib/ or calib/")
+
+
+def import_kitti_tracking(src: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
+                          sequence: str | None = None, split: str = "training"):
+    """Import one KITTI tracking sequence: ``velodyne/SEQ/*.bin``, ``image_02/SEQ/*.png``, ``calib/SEQ.txt``,
+    ``label_02/SEQ.txt`` and ``oxts/SEQ.txt``, all optional but the calibration.
+
+    Frames are the KITTI frame numbers at 10 Hz (``timestamp_ns = frame * 100 ms``): those of the Velodyne files,
+    else of the images, else 0..(last labelled frame) for a labels-plus-calib-only sequence (a drive without
+    points). OXTS line i is the IMU pose at frame i; it becomes ``world_SE3_ego = world_SE3_imu ∘
+    inverse(velo_SE3_imu)`` (see :func:`oxts_to_world_SE3_imu`). Each KITTI track becomes a drive track with the
+    attribute ``kitti_track_id``; DontCare regions and the label text are kept in ``metadata["kitti"]``.
+
+    Args:
+        src: the dataset folder (holding ``training/``) or the split folder.
+        out: the ``NAME.drive`` folder.
+        overwrite: replace an existing drive.
+        sequence: e.g. ``"0000"``; may be omitted when the folder holds one sequence.
+        split: ``training`` or ``testing``.
+
+    Raises:
+        FormatError: missing calibration, an unreadable file, labels on frames without data, OXTS without
+            ``Tr_imu_to_velo``; SchemaError: ``out`` exists.
+    """
+    from sensorlabel.drive import Drive
+    from sensorlabel.formats import progress
+
+    src, out = Path(src), Path(out)
+    _check_out(out, overwrite)
+    root = _tracking_root(src, split)
+    if sequence is None:
+        seqs = sorted(f.stem for f in (root / "calib").glob("*.txt"))
+        if len(seqs) != 1:
+            raise FormatError(root, f"pass sequence=...: the folder holds {len(seqs)} sequences ({', '.join(seqs[:12])})")
+        sequence = seqs[0]
+    calib_path = root / "calib" / f"{sequence}.txt"
+    calib = read_kitti_calib(calib_path)
+    label_path = root / "label_02" / f"{sequence}.txt"
+    table = read_kitti_tracking_labels(label_path) if label_path.is_file() else KittiLabelTable.empty()
+    bins = _numbered_files(root / "velodyne" / sequence, (".bin",))
+    images = _numbered_files(root / "image_02" / sequence, (".png", ".jpg"))
+    if bins:
+        kitti_frames = np.array(list(bins), dtype=np.int64)
+    elif images:
+        kitti_frames = np.array(list(images), dtype=np.int64)
+    elif len(table):
+        kitti_frames = np.arange(int(table.frame.max()) + 1, dtype=np.int64)
+    else:
+        raise FormatError(root, f"sequence {sequence}: no velodyne/{sequence}/, image_02/{sequence}/ or label_02/{sequence}.txt")
+    missing = np.setdiff1d(table.frame, kitti_frames)
+    if len(missing):
+        raise FormatError(label_path, f"labels on frames without sensor data: {missing[:10].tolist()}")
+    image_size = None
+    sensors = {}
+    if bins:
+        sensors["velodyne"] = _velodyne_sensor()
+    if images:
+        first = next(iter(images.values()))
+        image_size = _image_size(first, _read_bytes(first))
+        sensors["image_02"] = kitti_camera_sensor("image_02", calib.P2, calib, image_size, calib_path)
+    oxts_path = root / "oxts" / f"{sequence}.txt"
+    poses = origin = None
+    if oxts_path.is_file():
+        if calib.velo_SE3_imu is None:
+            raise FormatError(calib_path, "OXTS poses need Tr_imu_to_velo (Tr_imu_velo), which is missing")
+        world_SE3_imu, origin = oxts_to_world_SE3_imu(read_oxts([oxts_path]))
+        poses = world_SE3_imu.compose(calib.velo_SE3_imu.inverse())
+    metadata = {"kitti": {
+        "layout": "tracking", "sequence": sequence, "frame_ids": kitti_frames.tolist(), "calib": calib.to_dict(),
+        "image_size_px": list(image_size) if image_size else None, "ego_frame": "velodyne", "oxts_origin": origin,
+        "label_lines": _read_text(label_path).splitlines() if label_path.is_file() else None,
+    }}
+    timestamps = kitti_frames * KITTI_FRAME_PERIOD_NS
+    with Drive.create(out, name=out.name.removesuffix(".drive"), source_format="kitti-tracking", sensors=sensors,
+                      overwrite=overwrite, metadata=metadata) as writer:
+        for f, path in progress(bins.items(), total=len(bins), desc=f"velodyne {sequence}"):
+            writer.append_lidar_sweep("velodyne", read_kitti_velodyne(path), VELODYNE_FIELDS, f * KITTI_FRAME_PERIOD_NS)
+        for f, path in progress(images.items(), total=len(images), desc=f"image_02 {sequence}"):
+            writer.append_camera_image("image_02", _read_bytes(path), f * KITTI_FRAME_PERIOD_NS)
+        if poses is not None:
+            writer.write_poses(np.arange(len(poses), dtype=np.int64) * KITTI_FRAME_PERIOD_NS, poses)
+        drive = writer.finalize(timestamps)
+    boxed = table[~table.is_dont_care]
+    if len(boxed):
+        kitti_ids, first = np.unique(boxed.track_id, return_index=True)
+        store_ids = np.array([drive.labels.add_track(str(boxed.type[i]), {"kitti_track_id": int(k)})
+                              for k, i in zip(kitti_ids, first)], dtype=np.int64)
+        boxes = kitti_to_boxes_velo(boxed, calib)
+        boxes = boxes.replace(track_id=store_ids[np.searchsorted(kitti_ids, boxed.track_id)])
+        _put_labels(drive, np.searchsorted(kitti_frames, boxed.frame), boxes)
+    return drive
+
+
+def import_kitti_raw(src: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False):
+    """Import a KITTI raw drive ``DATE/DATE_drive_NNNN_sync`` (velodyne_points, image_02/03, oxts) with the
+    ``calib_*.txt`` files of its date folder (or of the drive folder).
+
+    Timestamps come from each sensor's ``timestamps.txt`` (UTC, ns). Poses: OXTS at its own timestamps, moved
+    onto the Velodyne (:func:`oxts_to_world_SE3_imu`). Raw drives have no labels in this layout.
+
+    Raises:
+        FormatError: missing calibration or data folders, unreadable files, timestamps that are not increasing or
+            do not match the file count; SchemaError: ``out`` exists.
+    """
+    from sensorlabel.drive import Drive
+    from sensorlabel.formats import progress
+
+    src, out = Path(src), Path(out)
+    _check_out(out, overwrite)
+    calib_dir = src if (src / "calib_cam_to_cam.txt").is_file() else src.parent
+    calib, image_size = read_kitti_raw_calib(calib_dir)
+    bins = _numbered_files(src / "velodyne_points" / "data", (".bin",))
+    cams = {name: _numbered_files(src / name / "data", (".png", ".jpg")) for name in ("image_02", "image_03")}
+    oxts_files = _numbered_files(src / "oxts" / "data", (".txt",))
+    if not bins and not any(cams.values()):
+        raise FormatError(src, "not a KITTI raw drive: no velodyne_points/data/*.bin or image_0[23]/data/*")
+    sensors = {}
+    if bins:
+        sensors["velodyne"] = _velodyne_sensor()
+    for name, files in cams.items():
+        if files:
+            size = image_size or _image_size(next(iter(files.values())), _read_bytes(next(iter(files.values()))))
+            sensors[name] = kitti_camera_sensor(name, calib.P2 if name == "image_02" else calib.P3, calib, size, calib_dir)
+    poses = None
+    if oxts_files:
+        if calib.velo_SE3_imu is None:
+            raise FormatError(calib_dir, "OXTS poses need calib_imu_to_velo.txt")
+        world_SE3_imu, origin = oxts_to_world_SE3_imu(read_oxts(list(oxts_files.values())))
+        poses = (_raw_timestamps(src / "oxts", len(oxts_files)), world_SE3_imu.compose(calib.velo_SE3_imu.inverse()))
+    metadata = {"kitti": {"layout": "raw", "calib": calib.to_dict(), "ego_frame": "velodyne",
+                          "image_size_px": list(image_size) if image_size else None,
+                          "oxts_origin": origin if oxts_files else None}}
+    with Drive.create(out, name=src.name, source_format="kitti-raw", sensors=sensors, overwrite=overwrite,
+                      metadata=metadata) as writer:
+        if bins:
+            ts = _raw_timestamps(src / "velodyne_points", len(bins))
+            for t, path in progress(zip(ts, bins.values()), total=len(bins), desc="velodyne"):
+                writer.append_lidar_sweep("velodyne", read_kitti_velodyne(path), VELODYNE_FIELDS, int(t))
+        for name, files in cams.items():
+            if files:
+                ts = _raw_timestamps(src / name, len(files))
+                for t, path in progress(zip(ts, files.values()), total=len(files), desc=name):
+                    writer.append_camera_image(name, _read_bytes(path), int(t))
+        if poses is not None:
+            writer.write_poses(*poses)
+        return writer.finalize()
+
+
+def _raw_timestamps(folder: Path, count: int) -> np.ndarray:
+    """(count,) int64 ns from ``folder/timestamps.txt`` (``YYYY-MM-DD hh:mm:ss.fffffffff`` per line, UTC)."""
+    path = folder / "timestamps.txt"
+    lines = [line.strip() for line in _read_text(path).splitlines() if line.strip()]
+    if len(lines) != count:
+        raise FormatError(path, f"{len(lines)} timestamps for {count} data files")
+    try:
+        return np.array([np.datetime64(line.replace(" ", "T"), "ns") for line in lines]).astype(np.int64)
+    except ValueError:
+        bad = next(line for line in lines if not _is_timestamp(line))
+        raise FormatError(path, f"not a timestamp: {bad!r}") from None
+
+
+def _is_timestamp(text: str) -> bool:
+    try:
+        np.datetime64(text.replace(" ", "T"), "ns")
+    except ValueError:
+        return False
+    return True
+
+
+# ======================================================================================================================
+# Exporters
+# ======================================================================================================================
+@dataclass(frozen=True)
+class _ExportContext:
+    """What an exporter needs per drive frame: KITTI frame id, calibration, image size, and the source rows."""
+
+    frame_ids: list            # per drive frame: int (tracking) or str (object)
+    calibs: list[KittiCalib]   # per drive frame
+    image_sizes: list          # per drive frame: (width, height) or None
+    source: KittiLabelTable    # source rows with drive frame indices (empty when the drive did not come from KITTI)
+    has_camera: bool
+
+
+def _axis_calib(cam_SE3_ego: SE3, P: np.ndarray) -> KittiCalib:
+    return KittiCalib(P, P, P, P, np.eye(3), cam_SE3_ego, None)
+
+
+def _calib_from_drive(drive) -> tuple[KittiCalib, tuple[int, int] | None]:
+    """A KITTI calibration for a drive that did not come from KITTI: rect = the front camera's frame (``image_02``
+    or the first pinhole camera), ``Tr_velo_to_cam = cam_SE3_ego``, ``R0_rect = I``, ``P = [K | 0]``. Without a
+    camera, rect is the ego frame with KITTI's camera axes (x right = -y, y down = -z, z forward = x)."""
+    cams = [n for n in drive.camera_names if drive.sensors[n].camera.model == "pinhole"]
+    name = "image_02" if "image_02" in cams else (cams[0] if cams else None)
+    if name is None:
+        axes = SE3(np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]]), np.zeros(3))
+        return _axis_calib(axes, np.hstack([np.eye(3), np.zeros((3, 1))])), None
+    sensor = drive.sensors[name]
+    P = np.hstack([sensor.camera.K, np.zeros((3, 1))])
+    return _axis_calib(sensor.ego_SE3_sensor.inverse(), P), (sensor.camera.width_px, sensor.camera.height_px)
+
+
+def _export_context(drive, calib: KittiCalib | None) -> _ExportContext:
+    meta = drive.metadata.get("kitti") or {}
+    n = drive.num_frames
+    frame_ids = meta.get("frame_ids") or list(range(n))
+    if len(frame_ids) != n:
+        raise FormatError(drive.path, f"metadata kitti.frame_ids has {len(frame_ids)} entries for {n} frames")
+    stored = meta.get("calib")
+    has_camera = True
+    if calib is not None:
+        calibs, sizes = [calib] * n, [None] * n
+    elif isinstance(stored, list):
+        calibs = [KittiCalib.from_dict(c, drive.path) for c in stored]
+        sizes = [tuple(s) if s else None for s in meta.get("image_size_px") or [None] * n]
+    elif isinstance(stored, dict):
+        size = meta.get("image_size_px")
+        calibs, sizes = [KittiCalib.from_dict(stored, drive.path)] * n, [tuple(size) if size else None] * n
+    else:
+        derived, size = _calib_from_drive(drive)
+        calibs, sizes, has_camera = [derived] * n, [size] * n, size is not None
+    lines = meta.get("label_lines")
+    if meta.get("layout") == "tracking" and lines:
+        source = _parse_label_rows(drive.path, "\n".join(lines), tracking=True, frame=0)
+        ids = np.asarray(frame_ids, dtype=np.int64)
+        source = KittiLabelTable(**{**source.__dict__, "frame": np.searchsorted(ids, source.frame)})
+    elif meta.get("layout") in ("object", "mmdet3d") and lines:
+        source = KittiLabelTable.concatenate([
+            _parse_label_rows(drive.path, "\n".join(frame_lines), tracking=False, frame=i)
+            for i, frame_lines in enumerate(lines) if frame_lines
+        ])
+    else:
+        source = KittiLabelTable.empty()
+    return _ExportContext(list(frame_ids), calibs, sizes, source, has_camera)
+
+
+def _drive_rows(drive, ctx: _ExportContext, sources, scores: bool) -> KittiLabelTable:
+    """The drive's boxes as KITTI rows (drive frame indices; track_id = the KITTI track id where known; the score
+    column is the box confidence when ``scores``, else absent)."""
+    records = drive.labels.query(sources=sources)
+    attrs = {t.track_id: t.attributes for t in drive.labels.tracks()}
+    kitti_ids = np.array([attrs.get(int(t), {}).get("kitti_track_id", -1) for t in records.track_id], dtype=np.int64)
+    known = kitti_ids >= 0
+    if not known.all():  # tracks made in sensorlabel: numbered after the source's ids, never colliding
+        base = int(kitti_ids.max()) + 1 if known.any() else 0
+        kitti_ids[~known] = base + records.track_id[~known]
+    parts = []
+    for frame in np.unique(records.frame):
+        sel = np.flatnonzero(records.frame == frame)
+        calib = ctx.calibs[frame]
+        boxes = records.boxes[sel].replace(track_id=kitti_ids[sel])
+        table = boxes_velo_to_kitti(boxes, calib, frame, ctx.image_sizes[frame])
+        changes = {} if scores else {"score": np.full(len(table), np.nan)}
+        if not ctx.has_camera:
+            changes.update(bbox_2d_px=np.zeros((len(table), 4)), truncated=np.zeros(len(table)))
+        parts.append(KittiLabelTable(**{**table.__dict__, **changes}))
+    return KittiLabelTable.concatenate(parts)
+
+
+def _merge_with_source(rows: KittiLabelTable, source: KittiLabelTable, decimals: int, tracking: bool) -> KittiLabelTable:
+    """Rows in the source file's order, with the source's 2D values for boxes whose 3D values print unchanged.
+
+    A drive box matches a source row when frame (and track id for tracking) agree and its h w l x y z ry print
+    identically at ``decimals``; it then keeps the source's truncated, occluded, alpha and 2D box (which cannot be
+    recomputed from the 3D box), and its ry takes the source's turn (+-2 pi). Unmatched (new or edited) boxes keep
+    their derived values and follow the source rows of their frame. DontCare rows of the source are re-emitted.
+    """
+    scale = 10.0 ** decimals
+    src_geo = np.concatenate([source.hwl_m, source.location_rect_m, source.rotation_y_rad[:, None]], axis=1)
+    src_boxed = np.flatnonzero(~source.is_dont_care)
+    index: dict[tuple, list[int]] = {}
+    for i in src_boxed:
+        key = (int(source.frame[i]), int(source.track_id[i])) if tracking else (int(source.frame[i]),)
+        index.setdefault(key, []).append(int(i))
+    truncated, occluded = rows.truncated.copy(), rows.occluded.copy()
+    if tracking:  # KITTI tracking prints truncation levels: 0 none, 1 partly, 2 mostly (> 50 %)
+        truncated = np.where(truncated <= 0, 0.0, np.where(truncated <= 0.5, 1.0, 2.0))
+    alpha, bbox, ry = rows.alpha.copy(), rows.bbox_2d_px.copy(), rows.rotation_y_rad.copy()
+    order = np.full(len(rows), np.inf)
+    used: set[int] = set()
+    for r in range(len(rows)):
+        key = (int(rows.frame[r]), int(rows.track_id[r])) if tracking else (int(rows.frame[r]),)
+        for i in index.get(key, ()):
+            if i in used or source.type[i] != rows.type[r]:
+                continue
+            turn = source.rotation_y_rad[i] + _wrap_angle(ry[r] - source.rotation_y_rad[i])
+            geo = np.concatenate([rows.hwl_m[r], rows.location_rect_m[r], [turn]])
+            if np.array_equal(np.round(geo * scale), np.round(src_geo[i] * scale)):
+                used.add(i)
+                truncated[r], occluded[r], alpha[r], bbox[r], ry[r] = (source.truncated[i], source.occluded[i],
+                                                                       source.alpha[i], source.bbox_2d_px[i], turn)
+                order[r] = i
+                break
+    merged = KittiLabelTable(**{**rows.__dict__, "truncated": truncated, "occluded": occluded, "alpha": alpha,
+                                "bbox_2d_px": bbox, "rotation_y_rad": ry})
+    dont_care = np.flatnonzero(source.is_dont_care)
+    # Unmatched rows go after every source row of their frame, by track id.
+    unmatched_order = len(source) + np.argsort(np.argsort(merged.track_id, kind="stable"), kind="stable")
+    order = np.where(np.isfinite(order), order, unmatched_order)
+    table = KittiLabelTable.concatenate([merged, source[dont_care]])
+    all_order = np.concatenate([order, dont_care.astype(np.float64)])
+    return table[np.lexsort((all_order, table.frame))]
+
+
+def export_kitti_tracking(drive, out_dir: str | os.PathLike, *, sequence: str | None = None, sources=None,
+                          calib: KittiCalib | None = None, scores: bool = False) -> list[Path]:
+    """Write the drive's boxes as KITTI tracking ``label_02/SEQ.txt`` plus ``calib/SEQ.txt``.
+
+    Boxes go ego (Velodyne) -> rect with the calibration kept at import (``metadata["kitti"]``), or ``calib``, or one
+    derived from the drive's front camera (:func:`_calib_from_drive`). Track ids are the source's KITTI ids where
+    known. Values the 3D box cannot give (truncation, occlusion, the labelled 2D box) are kept from the source for
+    unedited boxes; otherwise the 2D box is the clipped projection through P2 (see the module docstring).
+
+    Args:
+        drive: an opened Drive.
+        out_dir: output folder (created).
+        sequence: file name stem; default the imported sequence or ``"0000"``.
+        sources: box sources to export (e.g. ``["human", "refined"]``); default all.
+        calib: override the calibration.
+        scores: add the score column (box confidence), as in tracking results; ground truth has none.
+
+    Returns:
+        [label file, calib file].
+
+    Raises:
+        FormatError: inconsistent KITTI metadata in the drive.
+    """
+    ctx = _export_context(drive, calib)
+    meta = drive.metadata.get("kitti") or {}
+    sequence = sequence or meta.get("sequence") or "0000"
+    table = _merge_with_source(_drive_rows(drive, ctx, sources, scores), ctx.source, 6, tracking=True)
+    ids = np.array([int(f) for f in ctx.frame_ids], dtype=np.int64)
+    table = KittiLabelTable(**{**table.__dict__, "frame": ids[table.frame] if len(table) else table.frame})
+    out_dir = Path(out_dir)
+    label = write_kitti_tracking_labels(out_dir / "label_02" / f"{sequence}.txt", table)
+    cal = write_kitti_calib(out_dir / "calib" / f"{sequence}.txt", ctx.calibs[0] if ctx.calibs else _calib_from_drive(drive)[0])
+    return [label, cal]
+
+
+def export_kitti_object(drive, out_dir: str | os.PathLike, *, sources=None, calib: KittiCalib | None = None,
+                        scores: bool = False) -> list[Path]:
+    """Write the drive's boxes as KITTI object ``label_2/<id>.txt`` and ``calib/<id>.txt``, one pair per frame
+    (frames without boxes get an empty label file, as KITTI expects). Conversion as :func:`export_kitti_tracking`;
+    ids are the imported frame ids, else the frame index as ``%06d``.
+
+    Returns:
+        The written files, label then calib per frame.
+    """
+    ctx = _export_context(drive, calib)
+    table = _merge_with_source(_drive_rows(drive, ctx, sources, scores), ctx.source, 2, tracking=False)
+    out_dir = Path(out_dir)
+    written = []
+    for frame, frame_id in enumerate(ctx.frame_ids):
+        stem = frame_id if isinstance(frame_id, str) else f"{int(frame_id):06d}"
+        written.append(write_kitti_object_labels(out_dir / "label_2" / f"{stem}.txt", table[table.frame == frame]))
+        written.append(write_kitti_calib(out_dir / "calib" / f"{stem}.txt", ctx.calibs[frame]))
+    return written

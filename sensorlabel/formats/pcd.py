@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sensorlabel.errors import FormatError
+from sensorlabel.formats import atomic_write_bytes
 
 if TYPE_CHECKING:
     from sensorlabel.drive import Drive
@@ -423,23 +424,7 @@ def write_pcd(path: str | Path, columns: dict[str, np.ndarray], data: str = "bin
         flat = [np.asarray(arrays[name]).reshape(num, -1) for name in fields]
         rows = [" ".join(repr(v.item()) for part in flat for v in part[i]) for i in range(num)]
         payload = ("\n".join(rows) + ("\n" if rows else "")).encode("ascii")
-    return _atomic_write(Path(path), header + payload)
-
-
-def _atomic_write(path: Path, content: bytes) -> Path:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(Path(path), header + payload)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -772,9 +757,9 @@ def import_pcd(
         "source": str(src), "timestamps": how, "poses": "none: every sweep is in its own sensor frame",
         "ego_frame": f"the {lidar_name} frame",
     }
-    writer = Drive.create(out, name=name or src.name, source_format="pcd", sensors=sensors, overwrite=overwrite,
-                          metadata=metadata)
-    for path, stamp in progress(list(zip(files, stamps)), desc=f"import {src.name}"):
-        points, fields = read_sweep(path, int(stamp), bin_columns)
-        writer.append_lidar_sweep(lidar_name, points, fields, int(stamp))
-    return writer.finalize()
+    with Drive.create(out, name=name or src.name, source_format="pcd", sensors=sensors, overwrite=overwrite,
+                      metadata=metadata) as writer:
+        for path, stamp in progress(list(zip(files, stamps)), desc=f"import {src.name}"):
+            points, fields = read_sweep(path, int(stamp), bin_columns)
+            writer.append_lidar_sweep(lidar_name, points, fields, int(stamp))
+        return writer.finalize()

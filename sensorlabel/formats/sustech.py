@@ -40,7 +40,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import CalibrationError, FormatError, InvalidTransformError
-from sensorlabel.formats.pcd import _atomic_write, _pcd_payload_columns, columns_to_lidar_points, parse_pcd_header
+from sensorlabel.formats import atomic_write_bytes
+from sensorlabel.formats.pcd import _pcd_payload_columns, columns_to_lidar_points, parse_pcd_header
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.se3 import SE3
 
@@ -255,14 +256,18 @@ def read_sustech_calib(path: str | Path) -> SustechCamera:
 def _image_size(path: Path) -> tuple[int, int]:
     import cv2
 
-    try:
-        encoded = np.frombuffer(path.read_bytes(), dtype=np.uint8)
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+    encoded = np.frombuffer(_read_bytes(path), dtype=np.uint8)
     full = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded.size else None
     if full is None:
         raise FormatError(path, "not a decodable image")
     return int(full.shape[1]), int(full.shape[0])
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
 
 
 def _frame_counter(path: Path) -> int:
@@ -347,16 +352,16 @@ def import_sustech(
                       "point",
         "frame_names": stems,
     }
-    writer = Drive.create(out, name=name or src.name, source_format="sustech", sensors=sensors,
-                          overwrite=overwrite, metadata=metadata)
-    for path, stamp in progress(list(zip(lidar_files, frame_ns)), desc=f"import {src.name}"):
-        points, fields, _ = read_sustech_pcd(path)
-        writer.append_lidar_sweep(lidar_name, points, fields, int(stamp))
-    for cam_name, images in camera_files.items():
-        for i, path in images:
-            writer.append_camera_image(cam_name, path.read_bytes(), int(frame_ns[i]))
     labels = _read_scene_labels(src / "label", stems)
-    drive = writer.finalize()
+    with Drive.create(out, name=name or src.name, source_format="sustech", sensors=sensors, overwrite=overwrite,
+                      metadata=metadata) as writer:
+        for path, stamp in progress(list(zip(lidar_files, frame_ns)), desc=f"import {src.name}"):
+            points, fields, _ = read_sustech_pcd(path)
+            writer.append_lidar_sweep(lidar_name, points, fields, int(stamp))
+        for cam_name, images in camera_files.items():
+            for i, path in images:
+                writer.append_camera_image(cam_name, _read_bytes(path), int(frame_ns[i]))
+        drive = writer.finalize()
     _store_labels(drive, labels)
     return drive
 
@@ -423,12 +428,12 @@ def export_sustech(drive: Drive, out_dir: Path, *, sources: tuple[str, ...] | No
         boxes_lidar = at.boxes.transform(lidar_SE3_ego)
         objects = sustech_label_objects(boxes_lidar, [obj_id_of[int(t)] for t in at.boxes.track_id])
         text = json.dumps(objects, indent=1).encode("utf-8")
-        written.append(_atomic_write(out_dir / "label" / f"{stem}.json", text))
+        written.append(atomic_write_bytes(out_dir / "label" / f"{stem}.json", text))
     for name in drive.camera_names:
         sensor = drive.sensors[name]
         cam_SE3_lidar = sensor.ego_SE3_sensor.inverse().compose(lidar_SE3_ego.inverse())
         calib = {"extrinsic": cam_SE3_lidar.as_matrix().reshape(-1).tolist(),
                  "intrinsic": sensor.camera.K.reshape(-1).tolist()}
-        written.append(_atomic_write(out_dir / "calib" / "camera" / f"{name}.json",
+        written.append(atomic_write_bytes(out_dir / "calib" / "camera" / f"{name}.json",
                                      json.dumps(calib, indent=1).encode("utf-8")))
     return written

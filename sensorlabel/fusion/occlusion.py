@@ -50,6 +50,11 @@ def depth_buffer(projection: Projection, config: OcclusionConfig = OcclusionConf
     Returns:
         (ceil(H/cell), ceil(W/cell)) float32 depth in metres, +inf where no point lands near the cell.
     """
+    return _depth_buffer(projection, config)[0]
+
+
+def _depth_buffer(projection: Projection, config: OcclusionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The eroded buffer and the (K,) flat cell index of every point."""
     import cv2
 
     c = config.cell_px
@@ -61,13 +66,14 @@ def depth_buffer(projection: Projection, config: OcclusionConfig = OcclusionConf
     if config.radius_cells > 0:
         k = 2 * config.radius_cells + 1
         zbuf = cv2.erode(zbuf, np.ones((k, k), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
-    return zbuf
+    return zbuf, cell
 
 
 def _cell_index(projection: Projection, cell_px: int, cols: int, rows: int) -> np.ndarray:
     uv = projection.uv_px
-    u = np.clip(((uv[:, 0] + 0.5) // cell_px).astype(np.int64), 0, cols - 1)
-    v = np.clip(((uv[:, 1] + 0.5) // cell_px).astype(np.int64), 0, rows - 1)
+    # uv >= -0.5 inside the image, so truncation is floor here; the clip absorbs the half-pixel border.
+    u = np.minimum(((uv[:, 0] + 0.5) * (1.0 / cell_px)).astype(np.int32), cols - 1)
+    v = np.minimum(((uv[:, 1] + 0.5) * (1.0 / cell_px)).astype(np.int32), rows - 1)
     return v * cols + u
 
 
@@ -75,9 +81,8 @@ def visible_mask(projection: Projection, config: OcclusionConfig = OcclusionConf
     """(K,) bool: which projected points pass the depth-buffer rule (see the module docstring)."""
     if len(projection) == 0:
         return np.zeros(0, dtype=bool)
-    zbuf = depth_buffer(projection, config)
-    rows, cols = zbuf.shape
-    z_min = zbuf.reshape(-1)[_cell_index(projection, config.cell_px, cols, rows)]
+    zbuf, cell = _depth_buffer(projection, config)
+    z_min = zbuf.reshape(-1)[cell]
     return projection.depth_m <= z_min * (1.0 + config.rel_tol) + config.abs_tol_m
 
 

@@ -160,7 +160,8 @@ class FisheyeCamera:
     """Fisheye camera, OpenCV ``cv2.fisheye`` (Kannala-Brandt) model with coefficients ``k1..k4``.
 
     ``theta_d = theta (1 + k1 theta^2 + k2 theta^4 + k3 theta^6 + k4 theta^8)`` with theta the angle from the
-    optical axis. Points need z > 0.1 m (in front of the image plane) and theta <= ``max_theta_rad`` to project.
+    optical axis. Points need z > 0.1 m (in front of the image plane) and theta <= ``max_theta_rad`` to project;
+    ``max_theta_rad`` is lowered to where theta_d(theta) flattens (slope 0.25) when that comes first.
 
     Raises:
         CalibrationError: non-finite or non-positive intrinsics.
@@ -187,8 +188,15 @@ class FisheyeCamera:
         theta = np.linspace(0, self.max_theta_rad, 2000)
         k1, k2, k3, k4 = dist
         deriv = 1 + 3 * k1 * theta**2 + 5 * k2 * theta**4 + 7 * k3 * theta**6 + 9 * k4 * theta**8
-        if (deriv <= 0).any():
-            object.__setattr__(self, "max_theta_rad", float(theta[np.flatnonzero(deriv <= 0)[0] - 1]))
+        # As for the pinhole: stop where the map flattens (slope 0.25), short of the fold, where a pixel no longer
+        # pins down its ray.
+        if (deriv <= 0.25).any():
+            object.__setattr__(self, "max_theta_rad", float(theta[np.flatnonzero(deriv <= 0.25)[0] - 1]))
+        # Where theta -> theta_d stays increasing (up to pi): unproject solves for theta inside this bracket.
+        theta = np.linspace(0, np.pi, 4000)
+        deriv = 1 + 3 * k1 * theta**2 + 5 * k2 * theta**4 + 7 * k3 * theta**6 + 9 * k4 * theta**8
+        falling = np.flatnonzero(deriv <= 0)
+        object.__setattr__(self, "_theta_monotonic_rad", float(theta[falling[0] - 1] if len(falling) else np.pi))
 
     @property
     def K(self) -> np.ndarray:
@@ -222,19 +230,28 @@ class FisheyeCamera:
     def unproject(self, uv_px: np.ndarray) -> np.ndarray:
         """(N,2) pixels -> (N,3) unit rays in the camera frame (see PinholeCamera.unproject).
 
-        theta is recovered from theta_d by Newton's method on the 1-D polynomial; working with theta rather than
-        tan(theta) keeps rays near 90 degrees accurate.
+        theta is recovered from theta_d by Newton's method on the 1-D polynomial, safeguarded by bisection inside
+        the bracket where the polynomial increases (plain Newton can jump to a second root past the fold of the
+        polynomial and return a ray far from the pixel's). Working with theta rather than tan(theta) keeps rays
+        near 90 degrees accurate. Pixels beyond the fold get the ray at the fold's angle.
         """
         uv = np.asarray(uv_px, dtype=np.float64).reshape(-1, 2)
         xy_d = (uv - [self.cx_px, self.cy_px]) / [self.fx_px, self.fy_px]
         theta_d = np.hypot(xy_d[:, 0], xy_d[:, 1])
         k1, k2, k3, k4 = self.distortion
-        theta = theta_d.copy()
-        for _ in range(30):
+        low = np.zeros_like(theta_d)
+        high = np.full_like(theta_d, self._theta_monotonic_rad)
+        theta = np.minimum(theta_d, high)
+        for _ in range(60):
             t2 = theta * theta
             f = theta * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4)))) - theta_d
             df = 1 + t2 * (3 * k1 + t2 * (5 * k2 + t2 * (7 * k3 + t2 * 9 * k4)))
-            theta = theta - f / df
+            low = np.where(f <= 0, theta, low)
+            high = np.where(f >= 0, theta, high)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = theta - f / df
+            inside = (df > 0) & (step >= low) & (step <= high)
+            theta = np.where(inside, step, 0.5 * (low + high))
         with np.errstate(invalid="ignore", divide="ignore"):
             direction = np.where(theta_d[:, None] > 1e-15, xy_d / np.where(theta_d > 1e-15, theta_d, 1.0)[:, None], 0.0)
         return np.concatenate([direction * np.sin(theta)[:, None], np.cos(theta)[:, None]], axis=1)

@@ -83,7 +83,7 @@ def convex_hull_area(points: np.ndarray) -> np.ndarray:
 
     The points are sorted by angle about their mean (an interior point of the hull), which gives a star-shaped
     polygon; its strictly reflex vertices lie inside the hull and are dropped, all at once, until none is left.
-    Collinear and repeated vertices may stay: they do not change the shoelace area.
+    Repeated points are merged first; collinear vertices may stay, they do not change the shoelace area.
 
     Args:
         points: (M,K,2) with K >= 3.
@@ -95,15 +95,20 @@ def convex_hull_area(points: np.ndarray) -> np.ndarray:
     m, k = pts.shape[:2]
     if m == 0:
         return np.zeros(0)
-    rel = pts - pts.mean(axis=1, keepdims=True)
+    # "+ 0.0" turns -0.0 into +0.0: points on the ray at angle pi must not split between -pi and +pi.
+    rel = pts - pts.mean(axis=1, keepdims=True) + 0.0
     order = np.lexsort((-np.hypot(rel[..., 0], rel[..., 1]), np.arctan2(rel[..., 1], rel[..., 0])), axis=-1)
     rel = np.take_along_axis(rel, order[..., None], axis=1)
-    tol = 1e-12 * np.max(np.sum(rel * rel, axis=2), axis=1, keepdims=True)
+    scale2 = np.max(np.sum(rel * rel, axis=2), axis=1, keepdims=True)
+    tol = 1e-12 * scale2
     steps = np.arange(1, k)
     forward = (np.arange(k)[:, None] + steps[None, :]) % k  # (K,K-1) candidate successors, nearest first
     backward = (np.arange(k)[:, None] - steps[None, :]) % k
     slot = np.arange(k)[None, :]
+    # Repeated points sort next to each other; keep one of each, else a repeated inner point, whose zero-length
+    # edge makes no turn, would never be dropped.
     valid = np.ones((m, k), dtype=bool)
+    valid[:, 1:] = np.sum(np.diff(rel, axis=1) ** 2, axis=2) > 1e-18 * scale2
     p_next = np.empty_like(rel)
     active = np.arange(m)  # sets that may still have reflex vertices
     for _ in range(k):  # each round removes at least one vertex of every active set, so at most K rounds

@@ -1,0 +1,150 @@
+"""Projection of 3D boxes into a camera: edges with near-plane clipping, the enclosing 2D box, the in-view fraction.
+
+* **Edges.** Each of the 12 edges is clipped against the plane ``z = near_m`` in the camera frame *before* projecting:
+  a segment that crosses the plane keeps only its part in front, so a box half behind the camera draws no lines
+  wrapped through infinity. The kept part is sampled at ``samples_per_edge`` points and each sample is projected
+  with the camera model, so with a distorted camera the edges come out curved as in the image. Samples outside the
+  model's one-to-one domain are NaN (the polyline breaks there).
+* **Enclosing 2D box.** The convex hull of every projected edge sample, intersected with the image rectangle
+  ``[0, W-1] x [0, H-1]`` (shapely, vectorised over boxes), and its bounds. This equals the bounds of the visible part
+  of the box outline for pinhole cameras (lines project to lines) and is within the edge sampling error otherwise.
+* **In-view fraction** (``visible_fraction``): the share of the box's volume that lies in the camera's field of view,
+  estimated on a regular ``g x g x g`` grid of cell centres inside the box (points in front of the near plane, inside
+  the model's domain and inside the image). It ignores occlusion; occlusion-aware visibility comes from the lidar
+  points inside the box that survive the depth buffer (see :mod:`sensorlabel.fusion.occlusion`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sensorlabel.geometry.boxes import BOX_EDGES, Boxes
+from sensorlabel.geometry.camera import NEAR_M, CameraModel, FisheyeCamera
+from sensorlabel.geometry.se3 import SE3
+
+
+@dataclass(frozen=True)
+class BoxProjection:
+    """N boxes projected into one camera.
+
+    Attributes:
+        corners_uv_px: (N,8,2) float64 corner pixels; NaN where the corner is behind the near plane or outside the
+            model's domain (a corner may lie outside the image).
+        edges_uv_px: (N,12,S,2) float64 polylines of the clipped, sampled edges; NaN where clipped or out of domain.
+        box2d_px: (N,4) float64 ``x1, y1, x2, y2`` of the enclosing 2D box clipped to the image; NaN when the box
+            outline does not reach the image.
+        in_image: (N,) bool, the outline reaches the image (``box2d_px`` is finite).
+        visible_fraction: (N,) float64 in [0, 1], share of the box volume inside the field of view.
+    """
+
+    corners_uv_px: np.ndarray
+    edges_uv_px: np.ndarray
+    box2d_px: np.ndarray
+    in_image: np.ndarray
+    visible_fraction: np.ndarray
+
+
+def _raw_projection(camera: CameraModel, points_cam: np.ndarray) -> np.ndarray:
+    """(M,3) -> (M,2) pixels without the in-image test; NaN behind the near plane or outside the model's domain."""
+    uv, _ = camera.project(points_cam)
+    z = points_cam[:, 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if isinstance(camera, FisheyeCamera):
+            theta = np.arctan2(np.hypot(points_cam[:, 0], points_cam[:, 1]), z)
+            ok = (z > NEAR_M) & (theta <= camera.max_theta_rad)
+        else:
+            xy = points_cam[:, :2] / np.where(z > NEAR_M, z, 1.0)[:, None]
+            # The pinhole model's one-to-one limit of the distortion polynomial, computed at its construction.
+            ok = (z > NEAR_M) & (np.sum(xy * xy, axis=1) <= camera._r2_max)
+    return np.where(ok[:, None], uv, np.nan)
+
+
+def project_boxes(
+    boxes: Boxes,
+    cam_SE3_frame: SE3,
+    camera: CameraModel,
+    *,
+    near_m: float = NEAR_M,
+    samples_per_edge: int = 16,
+    fraction_grid: int = 5,
+) -> BoxProjection:
+    """Project boxes into a camera (see the module docstring for every output).
+
+    Args:
+        boxes: N boxes in some frame (ego, lidar ...).
+        cam_SE3_frame: single SE3 from the boxes' frame into the camera frame (OpenCV axes).
+        camera: the camera model.
+        near_m: clipping plane distance, at least the camera model's own near limit (0.1 m).
+        samples_per_edge: points per edge polyline (2 = straight segments between the clipped ends).
+        fraction_grid: g, the grid of g^3 samples for the in-view fraction.
+
+    Returns:
+        A :class:`BoxProjection`.
+
+    Raises:
+        ValueError: samples_per_edge < 2 or fraction_grid < 1.
+    """
+    import shapely
+
+    if samples_per_edge < 2 or fraction_grid < 1:
+        raise ValueError(f"samples_per_edge must be >= 2 and fraction_grid >= 1, got {samples_per_edge}, {fraction_grid}")
+    n = len(boxes)
+    w, h = camera.width_px, camera.height_px
+    if n == 0:
+        return BoxProjection(np.zeros((0, 8, 2)), np.zeros((0, 12, samples_per_edge, 2)), np.zeros((0, 4)),
+                             np.zeros(0, bool), np.zeros(0))
+    # Clip a hair in front of the model's own strict limit so clipped ends still project.
+    near = max(near_m, NEAR_M) * (1 + 1e-9) + 1e-9
+    corners_cam = cam_SE3_frame.transform_points(boxes.corners().reshape(-1, 3)).reshape(n, 8, 3)
+    corners_uv = _raw_projection(camera, corners_cam.reshape(-1, 3)).reshape(n, 8, 2)
+
+    a = corners_cam[:, BOX_EDGES[:, 0]]  # (N,12,3)
+    b = corners_cam[:, BOX_EDGES[:, 1]]
+    za, zb = a[..., 2], b[..., 2]
+    dz = zb - za
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s_cross = (near - za) / dz
+    s0 = np.where(za >= near, 0.0, np.where(zb >= near, s_cross, np.nan))
+    s1 = np.where(zb >= near, 1.0, np.where(za >= near, s_cross, np.nan))
+    t = np.linspace(0.0, 1.0, samples_per_edge)
+    s = s0[..., None] + (s1 - s0)[..., None] * t  # (N,12,S), NaN for edges entirely behind
+    pts = a[:, :, None, :] + s[..., None] * (b - a)[:, :, None, :]
+    flat = pts.reshape(-1, 3)
+    finite = np.isfinite(flat).all(axis=1)
+    edges_uv = np.full((len(flat), 2), np.nan)
+    edges_uv[finite] = _raw_projection(camera, flat[finite])
+    edges_uv = edges_uv.reshape(n, 12, samples_per_edge, 2)
+
+    # Enclosing 2D box: convex hull of the samples, intersected with the image, vectorised with shapely.
+    samples = edges_uv.reshape(n, -1, 2)
+    ok = np.isfinite(samples).all(axis=2)
+    box_idx = np.repeat(np.arange(n), ok.sum(axis=1))
+    box2d = np.full((n, 4), np.nan)
+    if len(box_idx):
+        present, rank = np.unique(box_idx, return_inverse=True)
+        geoms = shapely.multipoints(samples[ok], indices=rank)
+        hulls = shapely.convex_hull(geoms)
+        image = shapely.box(0.0, 0.0, w - 1.0, h - 1.0)
+        clipped = shapely.intersection(hulls, image)
+        empty = shapely.is_empty(clipped)
+        bounds = shapely.bounds(clipped)
+        box2d[present[~empty]] = bounds[~empty]
+    in_image = np.isfinite(box2d).all(axis=1)
+
+    g = fraction_grid
+    c = (np.arange(g) + 0.5) / g - 0.5
+    grid = np.stack(np.meshgrid(c, c, c, indexing="ij"), axis=-1).reshape(-1, 3)  # (g^3,3) unit box
+    local = grid[None] * boxes.lwh_m[:, None, :]
+    inside_frame = np.einsum("nij,nkj->nki", boxes.rotation, local) + boxes.center_m[:, None, :]
+    _, valid = camera.project(cam_SE3_frame.transform_points(inside_frame.reshape(-1, 3)))
+    fraction = valid.reshape(n, -1).mean(axis=1)
+    return BoxProjection(corners_uv, edges_uv, box2d, in_image, fraction)
+
+
+def boxes_in_camera(boxes: Boxes, cam_SE3_frame: SE3, camera: CameraModel) -> np.ndarray:
+    """(N,) bool: the box centre is in the camera's field of view (in front, in the image)."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=bool)
+    return camera.project(cam_SE3_frame.transform_points(boxes.center_m))[1]
