@@ -141,7 +141,48 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = [_add_info, _add_demo, _add_propagate, _add_import, _add_export]
+def _add_fuse(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fuse", help="project lidar into the cameras, check the calibration, colour, aggregate")
+    p.add_argument("drive", type=Path)
+    p.add_argument("--colorize", action="store_true", help="write per-point colours (fusion/colors.npz)")
+    p.add_argument("--aggregate", type=int, default=0, metavar="N", help="write N-sweep aggregates per frame")
+    p.add_argument("--no-calibration-check", action="store_true", help="skip the calibration check")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: DRIVE/fusion)")
+    p.set_defaults(func=_cmd_fuse)
+
+
+def _cmd_fuse(args: argparse.Namespace) -> int:
+    from sensorlabel.drive import Drive
+    from sensorlabel.fusion.pipeline import FuseConfig, fuse_drive
+
+    if args.aggregate < 0:
+        raise SensorlabelError(f"--aggregate must be >= 0, got {args.aggregate}")
+    drive = Drive.open(args.drive)
+    config = FuseConfig(colorize=args.colorize, aggregate_sweeps=args.aggregate,
+                        calibration_check=not args.no_calibration_check)
+    report = fuse_drive(drive, config, args.out)
+    print(report.to_text())
+    return 0
+
+
+def _add_view(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("view", help="open the desktop viewer on a drive (every edit is committed at once)")
+    p.add_argument("drive", type=Path)
+    p.set_defaults(func=_cmd_view)
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from sensorlabel.drive import Drive
+
+    Drive.open(args.drive)  # a bad path is one line and exit 2, before any window opens
+    try:
+        from sensorlabel.viewer.app import run_viewer
+    except ImportError as exc:
+        raise SensorlabelError(f"the viewer needs the 'viewer' extra (pip install 'sensorlabel[viewer]'): {exc}")
+    return run_viewer(args.drive)
+
+
+_COMMANDS = [_add_info, _add_demo, _add_propagate, _add_import, _add_export, _add_fuse, _add_view]
 
 
 def build_parser() -> argparse.ArgumentParser:

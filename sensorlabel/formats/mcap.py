@@ -35,6 +35,8 @@ Export (:func:`write_mcap_from_drive`, registered as exporter ``mcap``)
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import re
 from collections.abc import Iterator
@@ -115,6 +117,8 @@ def ros2_msgdef(datatype: str) -> str:
 # PointField datatype -> numpy base type
 _POINTFIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
 _FLOAT32, _UINT16 = 7, 4
+#: CameraInfo sanity limits: image side in pixels; |K| entries up to 1e7 px and |distortion| up to 1e4 are checked too.
+MAX_IMAGE_SIDE_PX = 100_000
 _TOPIC_SUFFIXES = {"points", "points_raw", "pointcloud", "point_cloud", "cloud", "image", "image_raw", "image_rect",
                    "image_color", "image_rect_color", "compressed", "camera_info"}
 
@@ -126,6 +130,15 @@ def sensor_name_from_topic(topic: str) -> str:
         parts.pop()
     name = "_".join(parts) or "sensor"
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+@contextlib.contextmanager
+def _message_fields(path: Path, topic: str) -> Iterator[None]:
+    """A message decoded with a schema that lacks the standard fields fails on attribute access: a FormatError."""
+    try:
+        yield
+    except (AttributeError, TypeError) as exc:
+        raise FormatError(path, f"{topic}: message does not have the standard fields of its type: {exc}") from None
 
 
 def _stamp_ns(header, path: Path, topic: str) -> int:
@@ -169,7 +182,9 @@ def _iter_messages(path: Path, topics: set[str] | None) -> Iterator[tuple[str, s
 
             def decode(schema=schema, channel=channel, message=message):
                 try:
-                    decoder = factory.decoder_for(channel.message_encoding, schema)
+                    # The schema parser prints its complaints to stderr; the FormatError reports them instead.
+                    with contextlib.redirect_stderr(io.StringIO()):
+                        decoder = factory.decoder_for(channel.message_encoding, schema)
                     if decoder is None:
                         raise FormatError(path, f"{channel.topic}: no decoder for encoding "
                                                 f"{channel.message_encoding!r} / schema {schema.encoding!r}")
@@ -313,6 +328,9 @@ def camera_model_from_info(msg, path: Path, topic: str):
     if k.shape != (9,) or not np.isfinite(k).all() or not np.isfinite(d).all():
         raise FormatError(path, f"{topic}: k must be 9 finite numbers and d finite, got k={k.tolist()} d={d.tolist()}")
     args = (float(k[0]), float(k[4]), float(k[2]), float(k[5]), int(msg.width), int(msg.height))
+    if not (0 < args[4] <= MAX_IMAGE_SIDE_PX and 0 < args[5] <= MAX_IMAGE_SIDE_PX and np.abs(k).max() <= 1e7
+            and (len(d) == 0 or np.abs(d).max() <= 1e4)):
+        raise FormatError(path, f"{topic}: implausible camera: {args[4]}x{args[5]} px, k={k.tolist()}, d={d.tolist()}")
     try:
         if model == "equidistant":
             if len(d) > 4:
@@ -401,31 +419,38 @@ def scan_bag(path: str | Path, lidar_topics: list[str] | None = None,
     info_topics = {t: sensor_name_from_topic(t) for t, s in channels.items() if s == CAMERA_INFO}
     wanted = set(contents.lidar_topics) | set(contents.camera_topics) | set(info_topics) | set(TF_TOPICS)
     for topic, schema, decode in _iter_messages(path, wanted):
-        if topic in TF_TOPICS:
-            if schema != TF_MESSAGE:
-                continue
-            for i, ts in enumerate(decode().transforms):
-                edge = (str(ts.header.frame_id).lstrip("/"), str(ts.child_frame_id).lstrip("/"))
-                transform = _transform(ts.transform, path, f"{topic} transform {edge[0]} -> {edge[1]}")
-                if topic == "/tf_static":
-                    contents.static_edges[edge] = transform
-                else:
-                    contents.dynamic_edges.setdefault(edge, []).append((_stamp_ns(ts.header, path, topic), transform))
-        elif topic in info_topics:
-            name = info_topics[topic]
-            if name in contents.camera_topics.values() and name not in contents.camera_info:
-                msg = decode()
-                contents.camera_info[name] = camera_model_from_info(msg, path, topic)
-                contents.frame_ids.setdefault(name, str(msg.header.frame_id).lstrip("/"))
-        else:
-            name = contents.lidar_topics.get(topic) or contents.camera_topics[topic]
-            if name not in contents.frame_ids:
-                contents.frame_ids[name] = str(decode().header.frame_id).lstrip("/")
+        with _message_fields(path, topic):
+            _scan_message(contents, info_topics, topic, schema, decode, path)
     for topic, name in contents.camera_topics.items():
         if name not in contents.camera_info:
             raise FormatError(path, f"camera topic {topic!r} has no CameraInfo (looked for a camera_info topic of "
                                     f"sensor {name!r})")
     return contents
+
+
+def _scan_message(contents: BagContents, info_topics: dict[str, str], topic: str, schema: str, decode,
+                  path: Path) -> None:
+    """Pass 1 on one message: TF edges, the first CameraInfo of each camera, the frame_id of each sensor."""
+    if topic in TF_TOPICS:
+        if schema != TF_MESSAGE:
+            return
+        for ts in decode().transforms:
+            edge = (str(ts.header.frame_id).lstrip("/"), str(ts.child_frame_id).lstrip("/"))
+            transform = _transform(ts.transform, path, f"{topic} transform {edge[0]} -> {edge[1]}")
+            if topic == "/tf_static":
+                contents.static_edges[edge] = transform
+            else:
+                contents.dynamic_edges.setdefault(edge, []).append((_stamp_ns(ts.header, path, topic), transform))
+    elif topic in info_topics:
+        name = info_topics[topic]
+        if name in contents.camera_topics.values() and name not in contents.camera_info:
+            msg = decode()
+            contents.camera_info[name] = camera_model_from_info(msg, path, topic)
+            contents.frame_ids.setdefault(name, str(msg.header.frame_id).lstrip("/"))
+    else:
+        name = contents.lidar_topics.get(topic) or contents.camera_topics[topic]
+        if name not in contents.frame_ids:
+            contents.frame_ids[name] = str(decode().header.frame_id).lstrip("/")
 
 
 def _tree_transform(edges: dict[tuple[str, str], SE3], ancestor: str, frame: str) -> SE3 | None:
@@ -512,15 +537,17 @@ def iter_sensor_data(path: str | Path, contents: BagContents) -> Iterator[tuple[
     path = Path(path)
     topics = set(contents.lidar_topics) | set(contents.camera_topics)
     for topic, schema, decode in _iter_messages(path, topics):
-        msg = decode()
-        stamp = _stamp_ns(msg.header, path, topic)
-        if topic in contents.lidar_topics:
-            columns = pointcloud2_columns(msg, path, topic)
-            yield "lidar", contents.lidar_topics[topic], stamp, columns_to_lidar_points(columns, path, stamp)
-        elif schema == COMPRESSED_IMAGE:
-            yield "camera", contents.camera_topics[topic], stamp, _check_encoded(bytes(msg.data), path, topic)
-        else:
-            yield "camera", contents.camera_topics[topic], stamp, image_to_png(msg, path, topic)
+        with _message_fields(path, topic):
+            msg = decode()
+            stamp = _stamp_ns(msg.header, path, topic)
+            if topic in contents.lidar_topics:
+                columns = pointcloud2_columns(msg, path, topic)
+                record = "lidar", contents.lidar_topics[topic], stamp, columns_to_lidar_points(columns, path, stamp)
+            elif schema == COMPRESSED_IMAGE:
+                record = "camera", contents.camera_topics[topic], stamp, _check_encoded(bytes(msg.data), path, topic)
+            else:
+                record = "camera", contents.camera_topics[topic], stamp, image_to_png(msg, path, topic)
+        yield record
 
 
 def import_mcap(

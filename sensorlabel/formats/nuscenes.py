@@ -376,6 +376,25 @@ def _import_tables(root: Path, tables_dir: Path, out: Path, overwrite: bool, sce
         ep = _lookup(p["ego_pose"], t["ego_pose"], sd.get("ego_pose_token"), "ego_pose")
         poses[int(ep["timestamp"]) * 1000] = _pose(p["ego_pose"], ep, f"ego_pose {ep['token']}")
     pose_ts = np.array(sorted(poses), dtype=np.int64)
+    # annotations (validated before anything is written): global -> ego at the lidar keyframe
+    anns = [a for a in t["sample_annotation"].values() if a.get("sample_token") in sample_index]
+    if anns:
+        pa = p["sample_annotation"]
+        frames = np.array([sample_index[a["sample_token"]] for a in anns], dtype=np.int64)
+        center = np.stack([_numbers(pa, a.get("translation"), (3,), f"sample_annotation {a['token']} translation") for a in anns])
+        wlh = np.stack([_numbers(pa, a.get("size"), (3,), f"sample_annotation {a['token']} size") for a in anns])
+        quat = np.stack([_numbers(pa, a.get("rotation"), (4,), f"sample_annotation {a['token']} rotation") for a in anns])
+        bad = (wlh <= 0).any(axis=1) | (np.linalg.norm(quat, axis=1) < 1e-9)
+        if bad.any():
+            a = anns[int(np.flatnonzero(bad)[0])]
+            raise FormatError(pa, f"sample_annotation {a['token']}: non-positive size or zero rotation: {a.get('size')} {a.get('rotation')}")
+        instance_tokens = [str(a.get("instance_token")) for a in anns]
+        unique, inverse = np.unique(instance_tokens, return_inverse=True)
+        track_labels = []
+        for token in unique:
+            inst = _lookup(p["instance"], t["instance"], token, "instance")
+            category = _lookup(p["category"], t["category"], inst.get("category_token"), "category")
+            track_labels.append(str(category.get("name")))
     metadata = {"nuscenes": {"source": "tables", "version": tables_dir.name, "scene": scene.get("name"),
                              "scene_token": scene["token"], "sample_tokens": [s["token"] for s in samples]}}
     with Drive.create(out, name=str(scene.get("name", out.stem)), source_format="nuscenes", sensors=sensors,
@@ -389,26 +408,10 @@ def _import_tables(root: Path, tables_dir: Path, out: Path, overwrite: bool, sce
                 writer.append_camera_image(channel, _read_file(root / str(sd.get("filename"))), int(sd["timestamp"]) * 1000)
         writer.write_poses(pose_ts, SE3.stack([poses[k] for k in pose_ts]))
         drive = writer.finalize(frame_ts)
-    # annotations: global -> ego at the lidar keyframe
-    anns = [a for a in t["sample_annotation"].values() if a.get("sample_token") in sample_index]
     if anns:
-        pa = p["sample_annotation"]
-        frames = np.array([sample_index[a["sample_token"]] for a in anns], dtype=np.int64)
-        center = np.stack([_numbers(pa, a.get("translation"), (3,), f"sample_annotation {a['token']} translation") for a in anns])
-        wlh = np.stack([_numbers(pa, a.get("size"), (3,), f"sample_annotation {a['token']} size") for a in anns])
-        quat = np.stack([_numbers(pa, a.get("rotation"), (4,), f"sample_annotation {a['token']} rotation") for a in anns])
-        bad = (wlh <= 0).any(axis=1) | (np.linalg.norm(quat, axis=1) < 1e-9)
-        if bad.any():
-            a = anns[int(np.flatnonzero(bad)[0])]
-            raise FormatError(pa, f"sample_annotation {a['token']}: non-positive size or zero rotation: {a.get('size')} {a.get('rotation')}")
-        instance_tokens = [str(a.get("instance_token")) for a in anns]
-        unique, first, inverse = np.unique(instance_tokens, return_index=True, return_inverse=True)
-        track_ids = []
-        for token in unique:
-            inst = _lookup(p["instance"], t["instance"], token, "instance")
-            category = _lookup(p["category"], t["category"], inst.get("category_token"), "category")
-            track_ids.append(drive.labels.add_track(str(category.get("name")), {"nuscenes_instance_token": str(token)}))
-        boxes_global = Boxes(center, wlh[:, [1, 0, 2]], quat, track_id=np.asarray(track_ids)[inverse.reshape(-1)])
+        track_ids = np.array([drive.labels.add_track(label, {"nuscenes_instance_token": str(token)})
+                              for token, label in zip(unique, track_labels)], dtype=np.int64)
+        boxes_global = Boxes(center, wlh[:, [1, 0, 2]], quat, track_id=track_ids[inverse.reshape(-1)])
         ego_SE3_global = SE3.from_matrix(np.stack([poses[ts].inverse().as_matrix() for ts in frame_ts[frames]]))
         boxes_ego = boxes_global.transform(ego_SE3_global)
         drive.labels.put_boxes(frames, boxes_ego, "imported", description="import nuScenes annotations")

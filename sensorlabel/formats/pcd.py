@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 #: Largest header we scan for the DATA line; a real PCD or PLY header is a few hundred bytes.
 MAX_HEADER_BYTES = 65536
+#: Largest COUNT of one field; real files use 1-3 (a 308-bin FPFH descriptor is the largest in PCL).
+MAX_FIELD_COUNT = 4096
+#: Longest plausible sweep: per-point times spanning more than this are not one sweep.
+MAX_SWEEP_SPAN_S = 1.0
 
 _PCD_DTYPES = {
     ("I", 1): "i1", ("I", 2): "<i2", ("I", 4): "<i4", ("I", 8): "<i8",
@@ -246,6 +250,8 @@ def parse_pcd_header(raw: bytes, path: str | Path) -> PcdHeader:
             raise FormatError(path, f"PCD header {key} has {len(values)} entries for {n} FIELDS")
     sizes = tuple(_int_value(path, "SIZE", s) for s in entries["SIZE"])
     counts = tuple(_int_value(path, "COUNT", c) for c in counts_text)
+    if max(counts) > MAX_FIELD_COUNT:
+        raise FormatError(path, f"COUNT {max(counts)} is more than {MAX_FIELD_COUNT} values per field")
     types = tuple(t.upper() for t in entries["TYPE"])
     for name, size, kind in zip(fields, sizes, types):
         if (kind, size) not in _PCD_DTYPES:
@@ -336,14 +342,19 @@ def read_pcd(path: str | Path) -> PointColumns:
     except OSError as exc:
         raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
     header = parse_pcd_header(raw, path)
-    return PointColumns(path, _pcd_payload_columns(raw, header, path), header.points)
+    return PointColumns(path, read_pcd_payload(raw, header, path), header.points)
 
 
-def _pcd_payload_columns(raw: bytes, header: PcdHeader, path: Path) -> dict[str, np.ndarray]:
+def read_pcd_payload(raw: bytes, header: PcdHeader, path: str | Path) -> dict[str, np.ndarray]:
+    """The columns of the payload of a PCD file whose bytes are ``raw`` and whose header is ``header``.
+
+    Raises:
+        FormatError: a payload shorter than POINTS records or a corrupt LZF block.
+    """
+    path = Path(path)
     payload = memoryview(raw)[header.data_offset:]
     if header.data == "ascii":
         return _read_pcd_ascii(bytes(payload), header, path)
-    dtype = header.record_dtype()
     needed = header.points * header.record_size
     if header.data == "binary":
         if len(payload) < needed:
@@ -351,7 +362,7 @@ def _pcd_payload_columns(raw: bytes, header: PcdHeader, path: Path) -> dict[str,
                                     f"{header.record_size} bytes = {needed} needed (truncated file?)")
         if len(payload) > needed:
             logger.debug("%s: ignoring %d bytes after the last of %d points", path, len(payload) - needed, header.points)
-        return _columns_from_records(np.frombuffer(payload, dtype=dtype, count=header.points))
+        return _columns_from_records(np.frombuffer(payload, dtype=header.record_dtype(), count=header.points))
     if len(payload) < 8:
         raise FormatError(path, "binary_compressed payload has no size words")
     compressed_size, uncompressed_size = (int(v) for v in np.frombuffer(payload[:8], dtype="<u4"))
@@ -595,6 +606,12 @@ def _point_offsets_s(columns: dict[str, np.ndarray], timestamp_ns: int | None, p
     stamp_s = absolute[1].astype(np.float64)
     if len(stamp_s) == 0:
         return stamp_s
+    if not np.isfinite(stamp_s).all():
+        raise FormatError(path, f"field {absolute[0]!r} has non-finite per-point times")
+    span_s = float(stamp_s.max() - stamp_s.min())
+    if span_s > MAX_SWEEP_SPAN_S:
+        raise FormatError(path, f"field {absolute[0]!r} spans {span_s:.3g} s, more than one sweep "
+                                f"({MAX_SWEEP_SPAN_S} s)")
     if timestamp_ns is not None:
         offset = stamp_s - timestamp_ns * 1e-9
         if np.all(np.abs(offset) <= 1.0):
@@ -642,12 +659,17 @@ def columns_to_lidar_points(
         parts.append(offsets)
         fields.append("t_offset_s")
     points = np.empty((n, len(parts)), dtype=np.float32)
-    for j, part in enumerate(parts):
-        points[:, j] = part
+    with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become inf and are reported below
+        for j, part in enumerate(parts):
+            points[:, j] = part
     finite = np.isfinite(points[:, :3]).all(axis=1)
     if not finite.all():
         logger.debug("%s: dropping %d points with non-finite coordinates", path, int((~finite).sum()))
         points = points[finite]
+    bad = ~np.isfinite(points[:, 3:])
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise FormatError(path, f"field {fields[3 + j]!r} of point {i} is not a finite float32: {points[i, 3 + j]}")
     return points, tuple(fields)
 
 

@@ -41,7 +41,7 @@ from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import CalibrationError, FormatError, InvalidTransformError
 from sensorlabel.formats import atomic_write_bytes
-from sensorlabel.formats.pcd import _pcd_payload_columns, columns_to_lidar_points, parse_pcd_header
+from sensorlabel.formats.pcd import MAX_SWEEP_SPAN_S, columns_to_lidar_points, parse_pcd_header, read_pcd_payload
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.se3 import SE3
 
@@ -58,8 +58,6 @@ SUSTECH_RECORD = np.dtype({
     "offsets": [0, 4, 8, 16, 24, 32],
     "itemsize": 48,
 })
-#: Longest plausible sweep: per-point times spanning more than this are not one sweep.
-MAX_SWEEP_SPAN_S = 1.0
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -106,7 +104,7 @@ def read_sustech_pcd(path: str | Path) -> tuple[np.ndarray, tuple[str, ...], flo
         raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
     header = parse_pcd_header(raw, path)
     if header.fields != SUSTECH_PCD_FIELDS or header.data != "binary":
-        points, fields = columns_to_lidar_points(_pcd_payload_columns(raw, header, path), path)
+        points, fields = columns_to_lidar_points(read_pcd_payload(raw, header, path), path)
         return points, fields, None
     if header.record_size != SUSTECH_RECORD.itemsize:
         raise FormatError(path, f"SUSTech PCD records must be {SUSTECH_RECORD.itemsize} bytes, the header sums "

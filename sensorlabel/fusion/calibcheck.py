@@ -3,8 +3,8 @@
 Score (after Levinson and Thrun, "Automatic online calibration of cameras and lasers", RSS 2013):
 
 * **Lidar edges.** Points are ordered along each scan line (by ring, then azimuth). A point whose range is at least
-  ``depth_jump_m`` shorter than one of its two neighbours is the near side of a depth discontinuity, an object
-  silhouette. Its weight is ``sqrt(min(jump, 5 m))``.
+  ``depth_jump_m`` shorter than one of its neighbours (along the scan line, or in the beams above and below) is the
+  near side of a depth discontinuity, an object silhouette. Its weight is ``sqrt(min(jump, 5 m))``.
 * **Image edges.** ``cv2.Canny`` on the grey image, then a distance transform: ``E(u, v) = exp(-d / sigma_px)`` with
   ``d`` the distance to the nearest image edge (1 on an edge, falling off smoothly, so the score varies smoothly with
   the calibration).
@@ -99,11 +99,15 @@ class CalibCheckResult:
 
 def lidar_depth_edges(points_lidar: np.ndarray, ring: np.ndarray | None = None, depth_jump_m: float = 0.5,
                       max_gap_rad: float = np.deg2rad(1.0)) -> tuple[np.ndarray, np.ndarray]:
-    """Near-side points of depth discontinuities along the scan lines.
+    """Near-side points of depth discontinuities, along the scan lines and across neighbouring beams.
+
+    Neighbours along a scan line find the left and right silhouettes of objects; neighbours in the beams above and
+    below (the nearest azimuth in ring +-1) find their tops and bottoms. Both are needed: vertical edges alone do
+    not constrain the camera's tilt.
 
     Args:
         points_lidar: (P,3) points in the lidar frame (the sensor at the origin).
-        ring: (P,) beam index; None groups points by elevation in 0.2 degree bins.
+        ring: (P,) beam index, ordered by elevation; None groups points by elevation in 0.2 degree bins.
         depth_jump_m: smallest range jump.
         max_gap_rad: neighbours further apart in azimuth are not compared (a gap in the scan).
 
@@ -119,14 +123,32 @@ def lidar_depth_edges(points_lidar: np.ndarray, ring: np.ndarray | None = None, 
         elev = np.arcsin(np.clip(pts[:, 2] / np.maximum(rng, 1e-9), -1, 1))
         ring = np.round(np.rad2deg(elev) / 0.2).astype(np.int64)
     ring = np.asarray(ring).astype(np.int64)
+    ring = ring - ring.min()
     order = np.lexsort((az, ring))
     r, a, g = rng[order], az[order], ring[order]
+    n = len(r)
+    # Neighbour ranges on both sides along the scan line, and in the beams below/above; NaN where there is none.
     same = (g[1:] == g[:-1]) & (np.abs(a[1:] - a[:-1]) < max_gap_rad)
-    jump_next = np.zeros(len(r))
-    jump_prev = np.zeros(len(r))
-    jump_next[:-1] = np.where(same, r[1:] - r[:-1], 0.0)
-    jump_prev[1:] = np.where(same, r[:-1] - r[1:], 0.0)
-    jump = np.maximum(jump_next, jump_prev)
+    scan_prev = np.full(n, np.nan)
+    scan_next = np.full(n, np.nan)
+    scan_prev[1:] = np.where(same, r[:-1], np.nan)
+    scan_next[:-1] = np.where(same, r[1:], np.nan)
+    key = g * 8.0 + (a + np.pi)  # sorted (ring, azimuth) key; 8 > 2 pi keeps rings apart
+    beam = []
+    for step in (-1, 1):
+        target = (g + step) * 8.0 + (a + np.pi)
+        j = np.clip(np.searchsorted(key, target), 1, n - 1)
+        j = np.where(np.abs(key[j - 1] - target) < np.abs(key[j] - target), j - 1, j)
+        ok = (g[j] == g + step) & (np.abs(a[j] - a) < max_gap_rad)
+        beam.append(np.where(ok, r[j], np.nan))
+    jump = np.zeros(n)
+    with np.errstate(invalid="ignore"):
+        for lo, hi in ((scan_prev, scan_next), (beam[0], beam[1])):
+            # A jump counts only when it is much larger than the range trend on the other side, so surfaces seen
+            # at grazing angles (the road: successive rings 1-5 m apart) are not edges.
+            for near_side, other in ((hi, lo), (lo, hi)):
+                trend = np.nan_to_num(np.abs(r - other), nan=0.0)
+                jump = np.fmax(jump, np.nan_to_num(near_side - r - 2.0 * trend, nan=0.0))
     edge = jump >= depth_jump_m
     return order[edge].astype(np.int64), np.sqrt(np.minimum(jump[edge], 5.0)).astype(np.float32)
 

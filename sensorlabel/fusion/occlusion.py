@@ -2,21 +2,25 @@
 
 The rule (a z-buffer splat on a coarse grid):
 
-1. The image is cut into square cells of ``cell_px`` pixels. Each cell records the smallest depth of the points
+1. The image is cut into square cells of ``cell_px = max(1, round(focal_px * cell_deg))`` pixels (an angular size,
+   so the rule behaves the same on a 640 px and a 1600 px camera). Each cell records the smallest depth of the points
    that land in it (``np.minimum.at``, one pass, no sorting).
 2. That buffer is eroded (a min filter, ``cv2.erode``) over a ``(2r+1) x (2r+1)`` cell window: every point is a splat
    of radius about ``(r + 0.5) * cell_px`` pixels. Lidar returns are sparse in the image; without the splat, points
    on a wall behind a car show through the gaps between the car's own returns.
-3. A point is visible when its depth is at most ``z_min * (1 + rel_tol) + abs_tol_m``, with ``z_min`` the eroded
-   buffer at its cell. The tolerance keeps neighbouring returns of the same surface (which differ a little in depth,
-   more so at grazing angles) and drops returns that lie clearly behind a nearer surface.
+3. A point is visible when its depth ``d`` is at most ``z_min * (1 + tol) + abs_tol_m``, with ``z_min`` the eroded
+   buffer at its cell and ``tol = rel_tol + min(splat_px * d / (focal_px * ground_height_m), 0.5)``.
+   The second term is the depth change of a ground plane seen from ``ground_height_m`` over the splat radius
+   (``dd/dv = d^2 / (f h)`` on a plane): without it, each lidar ring on the road would hide the next ring further
+   out, which lands a few pixels higher with a depth 10-20 % larger. Objects in front of the background differ in
+   depth by far more than that, so they still hide what is behind them.
 
 The cost is O(K) for K projected points plus an erosion of a (H/cell, W/cell) float32 image.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -28,20 +32,30 @@ class OcclusionConfig:
     """Parameters of the depth-buffer rule (see the module docstring).
 
     Attributes:
-        cell_px: cell size of the depth buffer in pixels.
+        cell_deg: cell size of the depth buffer as an angle, degrees.
         radius_cells: splat radius in cells (0 = one cell).
         rel_tol: relative depth tolerance.
         abs_tol_m: absolute depth tolerance in metres.
+        ground_height_m: camera height above the ground used for the ground-slope tolerance (0 disables it).
     """
 
-    cell_px: int = 4
-    radius_cells: int = 1
+    cell_deg: float = 0.3
+    radius_cells: int = 2
     rel_tol: float = 0.05
     abs_tol_m: float = 0.3
+    ground_height_m: float = 1.5
 
     def __post_init__(self) -> None:
-        if self.cell_px < 1 or self.radius_cells < 0 or self.rel_tol < 0 or self.abs_tol_m < 0:
+        if self.cell_deg <= 0 or self.radius_cells < 0 or self.rel_tol < 0 or self.abs_tol_m < 0 \
+                or self.ground_height_m < 0:
             raise ValueError(f"invalid occlusion config: {self}")
+
+    def cell_px(self, focal_px: float) -> int:
+        """The cell size in pixels for a camera of this focal length."""
+        return max(1, int(round(focal_px * np.deg2rad(self.cell_deg))))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def depth_buffer(projection: Projection, config: OcclusionConfig = OcclusionConfig()) -> np.ndarray:
@@ -57,9 +71,13 @@ def _depth_buffer(projection: Projection, config: OcclusionConfig) -> tuple[np.n
     """The eroded buffer and the (K,) flat cell index of every point."""
     import cv2
 
-    c = config.cell_px
+    c = config.cell_px(projection.focal_px)
     rows, cols = -(-projection.height_px // c), -(-projection.width_px // c)
-    cell = _cell_index(projection, c, cols, rows)
+    uv = projection.uv_px
+    # uv >= -0.5 inside the image, so truncation is floor here; the minimum absorbs the far half-pixel border.
+    u = np.minimum(((uv[:, 0] + 0.5) * (1.0 / c)).astype(np.int32), cols - 1)
+    v = np.minimum(((uv[:, 1] + 0.5) * (1.0 / c)).astype(np.int32), rows - 1)
+    cell = v * cols + u
     zbuf = np.full(rows * cols, np.inf, dtype=np.float32)
     np.minimum.at(zbuf, cell, projection.depth_m.astype(np.float32, copy=False))
     zbuf = zbuf.reshape(rows, cols)
@@ -69,21 +87,19 @@ def _depth_buffer(projection: Projection, config: OcclusionConfig) -> tuple[np.n
     return zbuf, cell
 
 
-def _cell_index(projection: Projection, cell_px: int, cols: int, rows: int) -> np.ndarray:
-    uv = projection.uv_px
-    # uv >= -0.5 inside the image, so truncation is floor here; the clip absorbs the half-pixel border.
-    u = np.minimum(((uv[:, 0] + 0.5) * (1.0 / cell_px)).astype(np.int32), cols - 1)
-    v = np.minimum(((uv[:, 1] + 0.5) * (1.0 / cell_px)).astype(np.int32), rows - 1)
-    return v * cols + u
-
-
 def visible_mask(projection: Projection, config: OcclusionConfig = OcclusionConfig()) -> np.ndarray:
     """(K,) bool: which projected points pass the depth-buffer rule (see the module docstring)."""
     if len(projection) == 0:
         return np.zeros(0, dtype=bool)
     zbuf, cell = _depth_buffer(projection, config)
     z_min = zbuf.reshape(-1)[cell]
-    return projection.depth_m <= z_min * (1.0 + config.rel_tol) + config.abs_tol_m
+    d = projection.depth_m
+    tol = np.float32(config.rel_tol)
+    if config.ground_height_m > 0:
+        splat_px = (config.radius_cells + 0.5) * config.cell_px(projection.focal_px)
+        slope = np.float32(splat_px / (projection.focal_px * config.ground_height_m))
+        tol = tol + np.minimum(d * slope, np.float32(0.5))
+    return d <= z_min * (1 + tol) + np.float32(config.abs_tol_m)
 
 
 def visible_points(projection: Projection, config: OcclusionConfig = OcclusionConfig()) -> Projection:

@@ -103,10 +103,11 @@ class Projection:
     Attributes:
         camera: camera name.
         num_points: P, the size of the projected cloud.
-        point_index: (K,) int64 indices into the cloud of the points that project (sorted ascending).
+        point_index: (K,) int64 indices into the cloud of the points that project.
         uv_px: (K,2) float32 pixel coordinates (OpenCV convention, origin at the top-left pixel's centre).
         depth_m: (K,) float32 depth along the optical axis (camera z).
         width_px, height_px: image size.
+        focal_px: the camera's focal length (fy), pixels per radian near the image centre.
     """
 
     camera: str
@@ -116,6 +117,7 @@ class Projection:
     depth_m: np.ndarray
     width_px: int
     height_px: int
+    focal_px: float
 
     def __len__(self) -> int:
         return len(self.point_index)
@@ -133,7 +135,8 @@ class Projection:
         if keep.dtype == bool:
             keep = np.flatnonzero(keep)
         return Projection(self.camera, self.num_points, np.take(self.point_index, keep),
-                          np.take(self.uv_px, keep, axis=0), np.take(self.depth_m, keep), self.width_px, self.height_px)
+                          np.take(self.uv_px, keep, axis=0), np.take(self.depth_m, keep), self.width_px, self.height_px,
+                          self.focal_px)
 
 
 class _PoseTrack:
@@ -187,6 +190,26 @@ class _PoseTrack:
         m = self.table[seg].T * (1 - alpha) + self.table[seg + 1].T * alpha  # (12, N)
         return np.stack([m[4 * i] * rows[0] + m[4 * i + 1] * rows[1] + m[4 * i + 2] * rows[2] + m[4 * i + 3]
                          for i in range(3)])
+
+
+def cached_pose(world_SE3_ego: PoseFn, timestamps_ns: np.ndarray) -> PoseFn:
+    """A pose function that answers single-time queries for ``timestamps_ns`` from one batched evaluation.
+
+    Pose functions can cost milliseconds per call (interpolation, an analytic trajectory); projecting one sweep into
+    six cameras asks for the same few single poses many times.
+    """
+    times = np.unique(np.asarray(timestamps_ns, dtype=np.int64).reshape(-1))
+    poses = _call_pose(world_SE3_ego, times)
+    table = {int(t): i for i, t in enumerate(times)}
+
+    def fn(query_ns: np.ndarray) -> SE3:
+        q = np.asarray(query_ns, dtype=np.int64).reshape(-1)
+        if len(q) == 1 and int(q[0]) in table:
+            i = table[int(q[0])]
+            return poses[i:i + 1]
+        return world_SE3_ego(q)
+
+    return fn
 
 
 def _call_pose(world_SE3_ego: PoseFn, times_ns: np.ndarray) -> SE3:
@@ -282,6 +305,59 @@ def _cull_bounds(camera: CameraModel):
     return hit[1]
 
 
+class _AzimuthIndex:
+    """Points of one cloud sorted into azimuth sectors (in the cloud's ego frame), built once per sweep, so that each
+    camera only transforms the points in its own horizontal sector instead of the whole cloud.
+
+    Points within ``near_m`` of the ego's vertical axis are kept apart and go to every camera: seen from a camera
+    mounted up to ``near_m / 4`` off that axis, a point further out has an azimuth within asin(1/4) = 14.5 degrees of
+    its azimuth from the axis, which is the sector margin.
+    """
+
+    BINS = 90
+
+    def __init__(self, points_ref: np.ndarray, near_m: float = 8.0):
+        rows = np.asarray(points_ref).T
+        x, y = rows[0], rows[1]
+        self.near_m = near_m
+        az = np.arctan2(y, x)
+        bins = np.minimum(((az + np.pi) * (self.BINS / (2 * np.pi))).astype(np.int16), self.BINS - 1)
+        bins[x * x + y * y < near_m * near_m] = self.BINS
+        self.order = np.argsort(bins, kind="stable").astype(np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(np.bincount(bins, minlength=self.BINS + 1))])
+
+    def candidates(self, cam_SE3_ref: SE3, bounds) -> np.ndarray | None:
+        """Indices of the points that can be in the camera's view, or None (all points) when the sector test does
+        not apply (a camera looking up or down, far off the axis, or a field of view of 90 degrees or more)."""
+        if bounds is None:
+            return None
+        ref_SE3_cam = cam_SE3_ref.inverse()
+        if np.hypot(*ref_SE3_cam.translation[:2]) > self.near_m / 4:
+            return None
+        x_lo, x_hi, y_lo, y_hi = bounds
+        s = np.linspace(0.0, 1.0, 9)
+        xs, ys = x_lo + s * (x_hi - x_lo), y_lo + s * (y_hi - y_lo)
+        border = np.concatenate([np.stack([xs, np.full(9, y_lo)], 1), np.stack([xs, np.full(9, y_hi)], 1),
+                                 np.stack([np.full(9, x_lo), ys], 1), np.stack([np.full(9, x_hi), ys], 1)])
+        rays = ref_SE3_cam.rotation @ np.concatenate([border, np.ones((len(border), 1))], axis=1).T
+        if np.any(np.hypot(rays[0], rays[1]) < 0.2 * np.abs(rays[2])):
+            return None
+        az = np.arctan2(rays[1], rays[0])
+        axis_az = np.arctan2(ref_SE3_cam.rotation[1, 2], ref_SE3_cam.rotation[0, 2])
+        rel = (az - axis_az + np.pi) % (2 * np.pi) - np.pi
+        margin = np.arcsin(0.25) + np.deg2rad(2.0)
+        lo, hi = rel.min() - margin, rel.max() + margin
+        if hi - lo >= 2 * np.pi - 1e-6:
+            return None
+        width = 2 * np.pi / self.BINS
+        b0 = int(np.floor((axis_az + lo + np.pi) / width))
+        b1 = int(np.floor((axis_az + hi + np.pi) / width))
+        wanted = np.arange(b0, b1 + 1) % self.BINS
+        parts = [self.order[self.starts[b]:self.starts[b + 1]] for b in np.unique(wanted)]
+        parts.append(self.order[self.starts[self.BINS]:])
+        return np.concatenate(parts)
+
+
 def _project_rows(camera: CameraModel, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The camera model's projection on (3,N) float32 rows, in float32: u (N,), v (N,), valid (N,).
 
@@ -324,6 +400,7 @@ def project_points(
     *,
     rolling_iterations: int = 2,
     knot_spacing_ns: int = DEFAULT_KNOT_SPACING_NS,
+    azimuth_index: _AzimuthIndex | None = None,
 ) -> Projection:
     """Project motion-compensated points (see :func:`compensate_points`) into one camera.
 
@@ -334,6 +411,8 @@ def project_points(
         reference_ns: the time of the ``points_ref`` frame.
         rolling_iterations: re-projections with the row time when ``view.readout_s > 0`` (1-3).
         knot_spacing_ns: pose sampling interval over the readout.
+        azimuth_index: optional index of ``points_ref`` by azimuth (built once per sweep by :func:`project_sweep`)
+            that restricts the work to the points in the camera's horizontal sector.
 
     Returns:
         The :class:`Projection` of the points that are in front of the camera (z > 0.1 m), in the camera model's
@@ -356,9 +435,14 @@ def project_points(
     # Cheap cull on the depth row of the transform alone, then on normalised coordinates. With a rolling shutter
     # the row pose moves points by centimetres, so the near test is relaxed here and made exact by the model.
     near = NEAR_M if view.readout_s == 0 else 0.5 * NEAR_M
+    candidates = None if azimuth_index is None else azimuth_index.candidates(cam_SE3_ref, _cull_bounds(cam))
+    if candidates is not None:
+        rows_all = np.take(rows_all, candidates, axis=1)
     z = rot[2] @ rows_all + trans[2]
     idx = np.flatnonzero(z > near)
     sub = np.take(rows_all, idx, axis=1)  # np.take: several times faster than fancy indexing on axis 1
+    if candidates is not None:
+        idx = candidates[idx]
     p_cam = rot @ sub + trans[:, None]
     bounds = _cull_bounds(cam)
     if bounds is not None:
@@ -385,7 +469,7 @@ def project_points(
     uv[:, 0] = u[keep]
     uv[:, 1] = v[keep]
     return Projection(view.name, len(pts), idx[keep].astype(np.int64), uv, p_cam[2, keep].astype(np.float32),
-                      cam.width_px, cam.height_px)
+                      cam.width_px, cam.height_px, float(cam.fy_px))
 
 
 def project_sweep(
@@ -411,7 +495,10 @@ def project_sweep(
     times = np.asarray(point_times_ns, dtype=np.int64)
     if reference_ns is None:
         reference_ns = int(times) if times.ndim == 0 else int(np.median(times)) if len(times) else 0
+    world_SE3_ego = cached_pose(world_SE3_ego, [int(reference_ns)] + [int(v.timestamp_ns) for v in views])
     points_ref = compensate_points(points_lidar, times, ego_SE3_lidar, world_SE3_ego, reference_ns)
+    index = _AzimuthIndex(points_ref) if len(views) > 1 else None
     return points_ref, [
-        project_points(points_ref, v, world_SE3_ego, reference_ns, rolling_iterations=rolling_iterations) for v in views
+        project_points(points_ref, v, world_SE3_ego, reference_ns, rolling_iterations=rolling_iterations,
+                       azimuth_index=index) for v in views
     ]

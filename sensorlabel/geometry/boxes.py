@@ -72,7 +72,8 @@ class Boxes:
         n = center.shape[0]
         lwh = _as_array(self.lwh_m, np.float64, (3,), "lwh_m", n)
         quat = _as_array(self.quat_wxyz, np.float64, (4,), "quat_wxyz", n)
-        track = np.full(n, -1, np.int64) if self.track_id is None else _as_array(self.track_id, np.int64, (), "track_id", n)
+        track = (np.full(n, -1, np.int64) if self.track_id is None
+                 else _as_array(self.track_id, np.int64, (), "track_id", n))
         label = np.full(n, "", dtype="<U1") if self.label is None else np.asarray(self.label, dtype=str)
         if label.shape != (n,):
             raise ValueError(f"label: expected ({n},), got {label.shape}")
@@ -264,7 +265,9 @@ class Boxes:
                      + d[2][keep] * np.take(axis_i[:, 2], bk))
             keep = keep[np.abs(local) <= np.take(half[:, i], bk)]
         box_idx, point_idx = box_idx[keep], cand[rep[keep]]
-        sort = np.argsort(box_idx * num_points + point_idx, kind="stable")
+        # Pairs run in ascending point order already, so a stable sort by box alone orders them by box then point
+        # (a radix sort when the box index fits 16 bits).
+        sort = np.argsort(box_idx.astype(np.int16 if n < 2**15 else np.int64), kind="stable")
         return box_idx[sort].astype(np.int64), point_idx[sort].astype(np.int64)
 
     def points_in_boxes(self, points_m: np.ndarray, margin_m: float = 0.0) -> np.ndarray:

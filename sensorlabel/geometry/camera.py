@@ -242,16 +242,22 @@ class FisheyeCamera:
         low = np.zeros_like(theta_d)
         high = np.full_like(theta_d, self._theta_monotonic_rad)
         theta = np.minimum(theta_d, high)
+        residual_before = np.full_like(theta_d, np.inf)
         for _ in range(60):
             t2 = theta * theta
             f = theta * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4)))) - theta_d
             df = 1 + t2 * (3 * k1 + t2 * (5 * k2 + t2 * (7 * k3 + t2 * 9 * k4)))
             low = np.where(f <= 0, theta, low)
             high = np.where(f >= 0, theta, high)
+            # Newton unless it leaves the bracket or the last step did not halve the residual (it can cycle).
+            stalled = np.abs(f) > 0.5 * residual_before
+            residual_before = np.abs(f)
             with np.errstate(divide="ignore", invalid="ignore"):
                 step = theta - f / df
-            inside = (df > 0) & (step >= low) & (step <= high)
-            theta = np.where(inside, step, 0.5 * (low + high))
+            newton = (df > 0) & (step >= low) & (step <= high) & ~stalled
+            theta, before = np.where(newton, step, 0.5 * (low + high)), theta
+            if np.all(np.abs(theta - before) <= 1e-15):
+                break
         with np.errstate(invalid="ignore", divide="ignore"):
             direction = np.where(theta_d[:, None] > 1e-15, xy_d / np.where(theta_d > 1e-15, theta_d, 1.0)[:, None], 0.0)
         return np.concatenate([direction * np.sin(theta)[:, None], np.cos(theta)[:, None]], axis=1)

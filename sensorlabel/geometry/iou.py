@@ -131,26 +131,33 @@ def _pairs(a: Boxes, b: Boxes) -> tuple[np.ndarray, np.ndarray]:
     return ia.reshape(-1), ib.reshape(-1)
 
 
-def _bev_intersection(a: Boxes, b: Boxes, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
-    """(K,) bird's-eye intersection areas of pairs (a[ia], b[ib]); pairs whose circumcircles miss are 0."""
+def _grid(a: Boxes, b: Boxes) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays (Na,1) and (1,Nb) that broadcast per-box arrays to (Na,Nb) without gathering all pairs."""
+    return np.arange(len(a))[:, None], np.arange(len(b))[None, :]
+
+
+def _bev_intersection(a: Boxes, b: Boxes) -> np.ndarray:
+    """(Na,Nb) bird's-eye intersection areas; pairs whose circumcircles miss are 0 without polygon work."""
     radius_a = 0.5 * np.hypot(a.lwh_m[:, 0], a.lwh_m[:, 1])
     radius_b = 0.5 * np.hypot(b.lwh_m[:, 0], b.lwh_m[:, 1])
-    gap = a.center_m[ia, :2] - b.center_m[ib, :2]
-    near = np.flatnonzero(np.sum(gap * gap, axis=1) <= (radius_a[ia] + radius_b[ib]) ** 2 * (1 + 1e-9))
-    inter = np.zeros(len(ia))
-    if len(near):
-        inter[near] = polygon_intersection_area(a.bev_corners()[ia[near]], b.bev_corners()[ib[near]])
+    gap = a.center_m[:, None, :2] - b.center_m[None, :, :2]
+    reach = (radius_a[:, None] + radius_b[None, :]) ** 2 * (1 + 1e-9)
+    ia, ib = np.nonzero(np.sum(gap * gap, axis=2) <= reach)
+    inter = np.zeros((len(a), len(b)))
+    if len(ia):
+        inter[ia, ib] = polygon_intersection_area(a.bev_corners()[ia], b.bev_corners()[ib])
     return inter
+
+
+def _bev_area(boxes: Boxes) -> np.ndarray:
+    return boxes.lwh_m[:, 0] * boxes.lwh_m[:, 1]
 
 
 def iou_bev(a: Boxes, b: Boxes) -> np.ndarray:
     """(Na,Nb) bird's-eye IoU of every pair, vectorised."""
-    ia, ib = _pairs(a, b)
-    inter = _bev_intersection(a, b, ia, ib)
-    area_a = a.lwh_m[:, 0] * a.lwh_m[:, 1]
-    area_b = b.lwh_m[:, 0] * b.lwh_m[:, 1]
-    union = area_a[ia] + area_b[ib] - inter
-    return (inter / np.maximum(union, _EPS)).reshape(len(a), len(b))
+    inter = _bev_intersection(a, b)
+    union = _bev_area(a)[:, None] + _bev_area(b)[None, :] - inter
+    return inter / np.maximum(union, _EPS)
 
 
 def _z_overlap(a: Boxes, b: Boxes, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
@@ -161,11 +168,9 @@ def _z_overlap(a: Boxes, b: Boxes, ia: np.ndarray, ib: np.ndarray) -> np.ndarray
 
 def iou_3d(a: Boxes, b: Boxes) -> np.ndarray:
     """(Na,Nb) 3D IoU of every pair of gravity-aligned boxes, vectorised."""
-    ia, ib = _pairs(a, b)
-    inter = _bev_intersection(a, b, ia, ib) * _z_overlap(a, b, ia, ib)
-    vol_a, vol_b = a.volume_m3(), b.volume_m3()
-    union = vol_a[ia] + vol_b[ib] - inter
-    return (inter / np.maximum(union, _EPS)).reshape(len(a), len(b))
+    inter = _bev_intersection(a, b) * _z_overlap(a, b, *_grid(a, b))
+    union = a.volume_m3()[:, None] + b.volume_m3()[None, :] - inter
+    return inter / np.maximum(union, _EPS)
 
 
 def iou_3d_paired(a: Boxes, b: Boxes) -> np.ndarray:
@@ -206,9 +211,11 @@ def iou_3d_shapely(a: Boxes, b: Boxes) -> np.ndarray:
     return (inter / np.maximum(union, _EPS)).reshape(len(a), len(b))
 
 
-def _hull_area_bev(a: Boxes, b: Boxes, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
-    """(K,) area of the convex hull of the footprints of a[ia] and b[ib]."""
-    return convex_hull_area(np.concatenate([a.bev_corners()[ia], b.bev_corners()[ib]], axis=1))
+def _hull_area_bev(a: Boxes, b: Boxes) -> np.ndarray:
+    """(Na,Nb) area of the convex hull of the footprints of every pair."""
+    ia, ib = _pairs(a, b)
+    corners = np.concatenate([a.bev_corners()[ia], b.bev_corners()[ib]], axis=1)
+    return convex_hull_area(corners).reshape(len(a), len(b))
 
 
 def giou_bev(a: Boxes, b: Boxes) -> np.ndarray:
@@ -216,14 +223,12 @@ def giou_bev(a: Boxes, b: Boxes) -> np.ndarray:
 
     The enclosing shape is the convex hull of both footprints (exact, vectorised).
     """
-    ia, ib = _pairs(a, b)
-    if len(ia) == 0:
+    if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
-    inter = _bev_intersection(a, b, ia, ib)
-    union = a.lwh_m[ia, 0] * a.lwh_m[ia, 1] + b.lwh_m[ib, 0] * b.lwh_m[ib, 1] - inter
-    hull = _hull_area_bev(a, b, ia, ib)
-    giou = inter / np.maximum(union, _EPS) - (hull - union) / np.maximum(hull, _EPS)
-    return giou.reshape(len(a), len(b))
+    inter = _bev_intersection(a, b)
+    union = _bev_area(a)[:, None] + _bev_area(b)[None, :] - inter
+    hull = _hull_area_bev(a, b)
+    return inter / np.maximum(union, _EPS) - (hull - union) / np.maximum(hull, _EPS)
 
 
 def giou_3d(a: Boxes, b: Boxes) -> np.ndarray:
@@ -231,16 +236,15 @@ def giou_3d(a: Boxes, b: Boxes) -> np.ndarray:
 
     The enclosing volume is the convex hull of both footprints times the vertical span of both boxes.
     """
-    ia, ib = _pairs(a, b)
-    if len(ia) == 0:
+    if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
-    inter = _bev_intersection(a, b, ia, ib) * _z_overlap(a, b, ia, ib)
-    union = a.volume_m3()[ia] + b.volume_m3()[ib] - inter
+    ia, ib = _grid(a, b)
+    inter = _bev_intersection(a, b) * _z_overlap(a, b, ia, ib)
+    union = a.volume_m3()[:, None] + b.volume_m3()[None, :] - inter
     top = np.maximum(a.center_m[ia, 2] + a.lwh_m[ia, 2] / 2, b.center_m[ib, 2] + b.lwh_m[ib, 2] / 2)
     bottom = np.minimum(a.center_m[ia, 2] - a.lwh_m[ia, 2] / 2, b.center_m[ib, 2] - b.lwh_m[ib, 2] / 2)
-    enclosing = _hull_area_bev(a, b, ia, ib) * (top - bottom)
-    giou = inter / np.maximum(union, _EPS) - (enclosing - union) / np.maximum(enclosing, _EPS)
-    return giou.reshape(len(a), len(b))
+    enclosing = _hull_area_bev(a, b) * (top - bottom)
+    return inter / np.maximum(union, _EPS) - (enclosing - union) / np.maximum(enclosing, _EPS)
 
 
 def center_distance(a: Boxes, b: Boxes, *, bev: bool = False) -> np.ndarray:

@@ -85,6 +85,9 @@ class _TrackWork:
     tree: object = None
     # frame -> (world pose, source, points inside, fitness, prior deviation m)
     results: dict = field(default_factory=dict)
+    # interior (non-key) frames between the first and last keyframe, and their interpolated poses (one batch)
+    interior: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    interior_prior: SE3 | None = None
     # extrapolation state per direction (+1 forward, -1 backward): stopped flag and consecutive low-point frames
     stopped: set = field(default_factory=set)
     lows: dict = field(default_factory=lambda: {1: 0, -1: 0})
@@ -150,13 +153,14 @@ def _fit(work: _TrackWork, cfg: PropagationConfig, pts_world, times, prior: SE3,
     return pose, "refined", _count_inside(pts_world, pose, lwh), fitness, deviation
 
 
-def _confidence(source: str, n_points: int, fitness: float, deviation: float, frames_from_key: int) -> float:
+def _confidence(source: np.ndarray, n_points: np.ndarray, fitness: np.ndarray, deviation: np.ndarray,
+                frames_from_key: np.ndarray) -> np.ndarray:
+    """(M,) confidence in [0, 1] (module docstring), vectorised over boxes."""
     key = np.exp(-frames_from_key / 20.0)
     motion = np.exp(-deviation / 0.5)
-    if source == "interpolated":
-        return float(0.5 * (key + motion) / 2.0)
     pts = 1.0 - np.exp(-n_points / 15.0)
-    return float((pts + fitness + motion + key) / 4.0)
+    fitted = (pts + fitness + motion + key) / 4.0
+    return np.where(source == "interpolated", 0.5 * (key + motion) / 2.0, fitted)
 
 
 def _keyframe_tracks(store, frame_times: np.ndarray, world_SE3_ego_frames: SE3, track_ids) -> list[_TrackWork]:
@@ -247,25 +251,33 @@ def propagate_drive(
             w.model_parts = []
             w.tree = cKDTree(w.model) if len(w.model) >= 3 else None
 
-    # Pass 2: frames between keyframes, and forward extrapolation.
-    for frame in range(num_frames):
-        t = int(frame_times[frame])
-        data = sweep(frame) if has_points else None
-        for w in works:
-            first, last = int(w.key_frames[0]), int(w.key_frames[-1])
-            if frame in w.key_frames or frame < first:
-                continue
-            if frame < last:
-                prior = w.key.pose_at(np.array([t]))[0]
-                if data is None:
-                    w.results[frame] = (prior, "interpolated", 0, 0.0, 0.0)
-                else:
-                    w.results[frame] = _fit(w, config, data[0], data[1], prior, t)
-            elif has_points and config.extrapolate and data is not None:
-                _extrapolate_step(w, config, frame, frame - 1, frame_times, world_SE3_ego_frames, data)
-        if tick():
-            report.cancelled = True
-            return report
+    # Pass 2: frames between keyframes (priors interpolated for all of a track's frames in one call), and forward
+    # extrapolation.
+    for w in works:
+        span = np.arange(int(w.key_frames[0]) + 1, int(w.key_frames[-1]))
+        w.interior = np.setdiff1d(span, w.key_frames)
+        w.interior_prior = w.key.pose_at(frame_times[w.interior]) if len(w.interior) else None
+    if not has_points:
+        step = num_frames - 1
+        tick()
+    else:
+        for frame in range(num_frames):
+            t = int(frame_times[frame])
+            data = sweep(frame)
+            for w in works:
+                if frame <= int(w.key_frames[0]) or frame in w.key_frames:
+                    continue
+                if frame < int(w.key_frames[-1]):
+                    prior = w.interior_prior[int(np.searchsorted(w.interior, frame))]
+                    if data is None:
+                        w.results[frame] = (prior, "interpolated", 0, 0.0, 0.0)
+                    else:
+                        w.results[frame] = _fit(w, config, data[0], data[1], prior, t)
+                elif config.extrapolate and data is not None:
+                    _extrapolate_step(w, config, frame, frame - 1, frame_times, world_SE3_ego_frames, data)
+            if tick():
+                report.cancelled = True
+                return report
 
     # Pass 3: backward extrapolation.
     if has_points and config.extrapolate:
@@ -324,49 +336,73 @@ def _extrapolate_step(w: _TrackWork, cfg: PropagationConfig, frame: int, prev: i
     w.results[frame] = (pose, "tracked", n_in, fitness, dev)
 
 
+def _track_rows(w: _TrackWork, frame_times: np.ndarray) -> dict[str, np.ndarray]:
+    """One track's automated boxes as arrays: frame, x, y, z, yaw (world), source, points, fitness, deviation.
+
+    Interior frames without a point-based result keep their interpolated prior.
+    """
+    fitted = np.array(sorted(w.results), dtype=np.int64)
+    missing = np.setdiff1d(w.interior, fitted)
+    frames = [fitted, missing]
+    poses = [SE3.stack([w.results[int(f)][0] for f in fitted]) if len(fitted) else None,
+             w.interior_prior[np.searchsorted(w.interior, missing)] if len(missing) else None]
+    trans = np.concatenate([p.translation for p in poses if p is not None] or [np.zeros((0, 3))])
+    yaw = np.concatenate([p.yaw_rad() for p in poses if p is not None] or [np.zeros(0)])
+    res = [w.results[int(f)] for f in fitted]
+    source = np.array([r[1] for r in res] + ["interpolated"] * len(missing), dtype=object)
+    numbers = np.array([r[2:] for r in res], dtype=np.float64).reshape(-1, 3)
+    numbers = np.concatenate([numbers, np.zeros((len(missing), 3))])
+    frame = np.concatenate(frames)
+    return {"frame": frame, "xyz": trans, "yaw": yaw, "source": source, "points": numbers[:, 0],
+            "fitness": numbers[:, 1], "deviation": numbers[:, 2]}
+
+
 def _smooth_and_write(store, works, frame_times, world_SE3_ego_frames, cfg, report) -> None:
+    """Smooth the tracks that used points (interpolation alone is already the exact geodesic), score and write."""
     num_frames = len(frame_times)
-    k = len(works)
-    meas = np.full((k, num_frames, 4), np.nan)
-    var = np.full((k, num_frames, 4), np.nan)
-    for i, w in enumerate(works):
-        for frame, res in w.results.items():
-            pose, source, _, fitness, _ = res
-            meas[i, frame] = [*pose.translation, float(pose.yaw_rad())]
-            sigma = 0.3 if source == "interpolated" else 0.05 + 0.2 * (1.0 - fitness)
-            var[i, frame] = [sigma**2, sigma**2, sigma**2, (sigma / 2.0) ** 2]
-        key_poses = w.key.world_SE3_object
-        meas[i, w.key_frames] = np.concatenate([key_poses.translation, key_poses.yaw_rad()[:, None]], axis=1)
-        var[i, w.key_frames] = KEYFRAME_VARIANCE
-        # Yaw unwrapped along time so the filter sees no 2*pi jumps.
-        yaw = meas[i, :, 3]
-        ok = np.isfinite(yaw)
-        yaw[ok] = np.unwrap(yaw[ok])
-    smoothed = rts_smooth(frame_times.astype(np.float64) * 1e-9, meas, var) if cfg.smooth else meas
-    by_source: dict[str, list] = {}
-    for i, w in enumerate(works):
-        for frame, res in w.results.items():
-            pose, source, n_in, fitness, dev = res
-            x, y, z, yaw = smoothed[i, frame]
-            if not np.all(np.isfinite([x, y, z, yaw])):
-                continue
-            nearest_key = int(np.min(np.abs(w.key_frames - frame)))
-            conf = _confidence(source, n_in, fitness, dev, nearest_key)
-            by_source.setdefault(source, []).append((frame, x, y, z, yaw, w.key, conf))
-    for source, rows in by_source.items():
-        frames = np.array([r[0] for r in rows], dtype=np.int64)
-        world = Boxes.from_yaw(
-            np.array([[r[1], r[2], r[3]] for r in rows]),
-            np.array([r[5].lwh_m for r in rows]),
-            np.array([r[4] for r in rows]),
-            np.array([r[5].track_id for r in rows]),
-            np.array([r[5].label for r in rows]),
-        )
-        boxes_ego = world.transform(world_SE3_ego_frames[frames].inverse())
-        result = store.put_boxes(frames, boxes_ego, source=source,
-                                        confidence=np.array([r[6] for r in rows]),
-                                        description=f"propagation: {len(rows)} {source} boxes")
-        report.written[source] = int((result.box_ids >= 0).sum())
+    rows = [_track_rows(w, frame_times) for w in works]
+    smoothable = [i for i, r in enumerate(rows) if cfg.smooth and np.any(r["source"] != "interpolated")]
+    if smoothable:
+        meas = np.full((len(smoothable), num_frames, 4), np.nan)
+        var = np.full_like(meas, np.nan)
+        for j, i in enumerate(smoothable):
+            r, w = rows[i], works[i]
+            sigma = np.where(r["source"] == "interpolated", 0.3, 0.05 + 0.2 * (1.0 - r["fitness"]))
+            meas[j, r["frame"]] = np.concatenate([r["xyz"], r["yaw"][:, None]], axis=1)
+            var[j, r["frame"]] = np.stack([sigma**2] * 3 + [(sigma / 2.0) ** 2], axis=1)
+            key_poses = w.key.world_SE3_object
+            meas[j, w.key_frames] = np.concatenate([key_poses.translation, key_poses.yaw_rad()[:, None]], axis=1)
+            var[j, w.key_frames] = KEYFRAME_VARIANCE
+            yaw = meas[j, :, 3]
+            ok = np.isfinite(yaw)
+            yaw[ok] = np.unwrap(yaw[ok])  # no 2*pi jumps for the filter
+        smoothed = rts_smooth(frame_times.astype(np.float64) * 1e-9, meas, var)
+        for j, i in enumerate(smoothable):
+            r = rows[i]
+            r["xyz"] = smoothed[j, r["frame"], :3]
+            r["yaw"] = smoothed[j, r["frame"], 3]
+    parts = []
+    for r, w in zip(rows, works):
+        if len(r["frame"]) == 0:
+            continue
+        dist = np.abs(r["frame"][:, None] - w.key_frames[None, :]).min(axis=1)
+        conf = _confidence(r["source"], r["points"], r["fitness"], r["deviation"], dist)
+        n = len(r["frame"])
+        parts.append((r["frame"], Boxes.from_yaw(r["xyz"], np.tile(w.key.lwh_m, (n, 1)), r["yaw"],
+                                                  np.full(n, w.key.track_id), np.full(n, w.key.label)),
+                      r["source"], conf))
+    if not parts:
+        return
+    frames = np.concatenate([p[0] for p in parts])
+    world = Boxes.concatenate([p[1] for p in parts])
+    sources = np.concatenate([p[2] for p in parts])
+    confidence = np.concatenate([p[3] for p in parts])
+    boxes_ego = world.transform(world_SE3_ego_frames[frames].inverse())
+    for source in np.unique(sources):
+        sel = sources == source
+        result = store.put_boxes(frames[sel], boxes_ego[sel], source=str(source), confidence=confidence[sel],
+                                 description=f"propagation: {int(sel.sum())} {source} boxes")
+        report.written[str(source)] = int((result.box_ids >= 0).sum())
         report.skipped_human += int(np.sum(result.skipped_human))
 
 

@@ -9,7 +9,8 @@ returned world points are exact (no sector approximation):
 * Each object class has one unit-size canonical mesh in its own ``RaycastingScene``. A (ray, object) pair is cast by
   moving the ray into the object's frame at the ray's time and dividing by the object's size; the ray parameter t is
   invariant under this affine map, so the world hit is ``origin + t * direction``.
-* Candidate (ray, object) pairs come from a coarse grid of sample rays: a cell of the grid is a candidate for an
+* A global-shutter camera (one instant, one viewpoint) is simply cast against the objects posed at that instant.
+* Otherwise candidate (ray, object) pairs come from a coarse grid of sample rays: a cell of the grid is a candidate for an
   object when its sample ray passes within the object's bounding sphere, widened by the cell's angular radius and
   by how far the sensor and the object can move within the cell's time span. This is a strict superset of the
   rays that can hit the object, so no return is lost.
@@ -71,7 +72,7 @@ class Hits:
         material: (R,) int64 static material (world.GROUND, ...) for static hits, -1 otherwise.
         triangle: (R,) int64 static triangle index for static hits, -1 otherwise.
         point_world: (R,3) float64 exact hit points (NaN for misses).
-        normal_world: (R,3) float64 unit surface normals (zeros for misses).
+        normal_world: (R,3) float32 unit surface normals (zeros for misses).
         dirs_world: (R,3) ray directions in the world.
     """
 
@@ -100,8 +101,8 @@ class Raycaster:
         self.static_scene.add_triangles(o3d.core.Tensor(world.static.vertices.astype(np.float32)),
                                         o3d.core.Tensor(world.static.triangles.astype(np.uint32)))
         self.class_scenes = []
-        for label in CLASSES:
-            verts, tris = class_mesh(label)
+        self._class_meshes = [class_mesh(label) for label in CLASSES]
+        for verts, tris in self._class_meshes:
             scene = o3d.t.geometry.RaycastingScene()
             scene.add_triangles(o3d.core.Tensor(verts.astype(np.float32)), o3d.core.Tensor(tris.astype(np.uint32)))
             self.class_scenes.append(scene)
@@ -109,8 +110,38 @@ class Raycaster:
         self.bound_radius_m = np.linalg.norm(lwh, axis=1) / 2 if len(lwh) else np.zeros(0)
         self.object_speed_bound = world.objects.speed_bound_mps() if len(lwh) else np.zeros(0)
 
+    def _posed_objects_scene(self, t_s: float):
+        """A RaycastingScene of all objects posed at time t_s (world frame); sets the triangle -> object map."""
+        world = self.world
+        n_obj = len(world.object_lwh_m)
+        centre, yaw = world.object_states(np.arange(n_obj), np.full(n_obj, t_s))
+        cos, sin = np.cos(yaw), np.sin(yaw)
+        verts, tris, owner = [], [], []
+        count = 0
+        for c in range(len(CLASSES)):
+            members = np.flatnonzero(world.object_class == c)
+            if not len(members):
+                continue
+            unit_v, unit_t = self._class_meshes[c]
+            local = unit_v[None] * world.object_lwh_m[members][:, None, :]  # (n,V,3)
+            x = cos[members, None] * local[..., 0] - sin[members, None] * local[..., 1]
+            y = sin[members, None] * local[..., 0] + cos[members, None] * local[..., 1]
+            v = np.stack([x, y, local[..., 2]], axis=-1) + centre[members, None, :]
+            verts.append(v.reshape(-1, 3))
+            offsets = count + np.arange(len(members))[:, None, None] * len(unit_v)
+            tris.append((unit_t[None] + offsets).reshape(-1, 3))
+            owner.append(np.repeat(members, len(unit_t)))
+            count += v.shape[0] * v.shape[1]
+        scene = self._o3d.t.geometry.RaycastingScene()
+        scene.add_triangles(self._o3d.core.Tensor(np.concatenate(verts).astype(np.float32)),
+                            self._o3d.core.Tensor(np.concatenate(tris).astype(np.uint32)))
+        self._posed_triangle_object = np.concatenate(owner)
+        return scene
+
     def _cast(self, scene, origins: np.ndarray, dirs: np.ndarray) -> dict:
-        rays = np.concatenate([origins, dirs], axis=1).astype(np.float32)
+        return self._cast_rays(scene, np.concatenate([origins, dirs], axis=1).astype(np.float32))
+
+    def _cast_rays(self, scene, rays: np.ndarray) -> dict:
         out = scene.cast_rays(self._o3d.core.Tensor(rays))
         return {key: out[key].numpy() for key in ("t_hit", "primitive_ids", "primitive_normals")}
 
@@ -129,32 +160,55 @@ class Raycaster:
         world = self.world
         g_count, m_count, _ = grid.dirs_sensor.shape
         origins = world_SE3_sensor.translation  # (G,3)
-        dirs = np.einsum("gij,gmj->gmi", world_SE3_sensor.rotation, grid.dirs_sensor).reshape(-1, 3)
-        ray_origin = np.repeat(origins, m_count, axis=0)
+        rotation = world_SE3_sensor.rotation
+        if np.all(rotation == rotation[:1]):  # one orientation for all groups (e.g. a global-shutter camera)
+            dirs = grid.dirs_sensor.reshape(-1, 3) @ rotation[0].T
+        else:
+            dirs = np.matmul(grid.dirs_sensor, np.swapaxes(rotation, 1, 2)).reshape(-1, 3)
         n_rays = len(dirs)
+        group = np.arange(n_rays) // m_count
 
         # --- static world ---
-        res = self._cast(self.static_scene, ray_origin, dirs)
+        rays = np.empty((g_count, m_count, 6), dtype=np.float32)
+        rays[:, :, :3] = origins[:, None, :]
+        rays[:, :, 3:] = dirs.reshape(g_count, m_count, 3)
+        res = self._cast_rays(self.static_scene, rays.reshape(-1, 6))
         t = res["t_hit"].astype(np.float64)
         tri = np.where(np.isfinite(t), res["primitive_ids"].astype(np.int64), -1)
         material = np.where(tri >= 0, world.static.material[np.maximum(tri, 0)], -1)
-        ground = material == GROUND
-        t[ground] = -ray_origin[ground, 2] / dirs[ground, 2]
-        normal = res["primitive_normals"].astype(np.float64)
+        ground = np.flatnonzero(material == GROUND)
+        t[ground] = -origins[group[ground], 2] / dirs[ground, 2]
+        normal = res["primitive_normals"]  # unit, float32
         normal[ground] = [0.0, 0.0, 1.0]
         obj = np.full(n_rays, -1, dtype=np.int64)
 
         # --- objects ---
-        pairs = self._candidates(grid, times_s, world_SE3_sensor, max_range_m)
+        single_time = len(times_s) > 0 and np.all(times_s == times_s[0]) and len(world.object_lwh_m) > 0
+        if single_time and np.all(origins == origins[:1]):
+            # One instant and one viewpoint (a global-shutter camera): cast against the objects posed at that time.
+            res = self._cast_rays(self._posed_objects_scene(float(times_s[0])), rays.reshape(-1, 6))
+            t_obj = res["t_hit"].astype(np.float64)
+            nearer = np.flatnonzero(t_obj < t)
+            t[nearer] = t_obj[nearer]
+            obj[nearer] = self._posed_triangle_object[res["primitive_ids"][nearer]]
+            material[nearer], tri[nearer] = -1, -1
+            normal[nearer] = res["primitive_normals"][nearer]
+        pairs = None if single_time else self._candidates(grid, times_s, world_SE3_sensor, max_range_m)
         if pairs is not None:
             k, ray = pairs
             g = ray // m_count
             # Object poses once per (object, distinct time).
             t_unique, t_index = np.unique(times_s, return_inverse=True)
-            key = k * len(t_unique) + t_index[g]
-            uniq, inverse = np.unique(key, return_inverse=True)
-            centre_u, yaw_u = world.object_states(uniq // len(t_unique), t_unique[uniq % len(t_unique)])
-            centre, yaw = centre_u[inverse], yaw_u[inverse]
+            n_t = len(t_unique)
+            key = k * n_t + t_index[g]
+            n_obj = len(world.object_lwh_m)
+            if n_obj * n_t <= len(k):  # few distinct times: tabulate every object at every time
+                centre_u, yaw_u = world.object_states(np.repeat(np.arange(n_obj), n_t), np.tile(t_unique, n_obj))
+                centre, yaw = centre_u[key], yaw_u[key]
+            else:
+                uniq, inverse = np.unique(key, return_inverse=True)
+                centre_u, yaw_u = world.object_states(uniq // n_t, t_unique[uniq % n_t])
+                centre, yaw = centre_u[inverse], yaw_u[inverse]
             cos, sin = np.cos(yaw), np.sin(yaw)
             lwh = world.object_lwh_m[k]
             rel = origins[g] - centre
@@ -184,18 +238,17 @@ class Raycaster:
             material[r] = -1
             tri[r] = -1
             nl = n_local[first]
+            nl = nl / np.linalg.norm(nl, axis=1, keepdims=True)
             normal[r] = np.stack([cos[first] * nl[:, 0] - sin[first] * nl[:, 1],
                                   sin[first] * nl[:, 0] + cos[first] * nl[:, 1], nl[:, 2]], 1)
 
         t[~(t <= max_range_m)] = np.inf
         miss = ~np.isfinite(t)
         obj[miss], material[miss], tri[miss] = -1, -1, -1
-        norm = np.linalg.norm(normal, axis=1, keepdims=True)
-        normal = np.where(norm > 0, normal / np.where(norm > 0, norm, 1.0), 0.0)
         normal[miss] = 0.0
-        with np.errstate(invalid="ignore"):
-            point = ray_origin + t[:, None] * dirs
-        point[miss] = np.nan
+        hit = np.flatnonzero(~miss)
+        point = np.full((n_rays, 3), np.nan)
+        point[hit] = origins[group[hit]] + t[hit, None] * dirs[hit]
         return Hits(t, obj, material, tri, point, normal, dirs)
 
     def _candidates(self, grid: RayGrid, times_s: np.ndarray, world_SE3_sensor: SE3,

@@ -43,8 +43,8 @@ EGO_SE3_LIDAR = SE3.from_yaw(0.015, np.array([0.3, 0.0, 1.8]))
 POSE_RATE_HZ = 100
 CAMERA_MAX_RANGE_M = 400.0
 _SUN_DIR = np.array([0.4, 0.3, 0.85]) / np.linalg.norm([0.4, 0.3, 0.85])
-_SKY_HORIZON = np.array([0.80, 0.86, 0.93])
-_SKY_ZENITH = np.array([0.42, 0.60, 0.86])
+_SKY_HORIZON = np.array([0.80, 0.86, 0.93], dtype=np.float32)
+_SKY_ZENITH = np.array([0.42, 0.60, 0.86], dtype=np.float32)
 _CACHE_FRAMES = 6
 
 
@@ -260,32 +260,33 @@ class SimDrive:
                 track.astype(np.int64).reshape(height, width))
 
     def _shade(self, hits: Hits) -> np.ndarray:
-        """(R,3) colours in [0,1]: material colours, Lambert shading, distance haze and a sky gradient."""
+        """(R,3) float32 colours in [0,1]: material colours, Lambert shading, distance haze and a sky gradient."""
         world = self.world
-        n = len(hits.t_m)
-        hit = hits.hit
-        up = np.clip(hits.dirs_world[:, 2], 0.0, 1.0)[:, None]
-        sky = _SKY_HORIZON * (1 - up) + _SKY_ZENITH * up
-        color = sky.copy()
-        static = np.flatnonzero(hits.material >= 0)
-        color[static] = world.static.color[hits.triangle[static]]
-        ground = np.flatnonzero(hits.material == GROUND)
-        color[ground] = world.ground_appearance(hits.point_world[ground, :2])[0]
-        building = np.flatnonzero(hits.material == BUILDING)
+        hit = np.flatnonzero(hits.hit)
+        up = np.clip(hits.dirs_world[:, 2], 0.0, 1.0).astype(np.float32)[:, None]
+        out = _SKY_HORIZON * (1 - up) + _SKY_ZENITH * up
+        material, obj = hits.material[hit], hits.object_index[hit]
+        point = hits.point_world[hit]
+        color = np.empty((len(hit), 3), dtype=np.float32)
+        static = material >= 0
+        color[static] = world.static.color[hits.triangle[hit[static]]]
+        ground = material == GROUND
+        color[ground] = world.ground_appearance(point[ground, :2])[0]
+        building = np.flatnonzero(material == BUILDING)
         if len(building):
-            p, nrm = hits.point_world[building], hits.normal_world[building]
+            p, nrm = point[building], hits.normal_world[hit[building]]
             along = p[:, 0] * -nrm[:, 1] + p[:, 1] * nrm[:, 0]
-            window = ((np.abs(nrm[:, 2]) < 0.5) & (np.mod(p[:, 2], 3.2) > 1.0) & (np.mod(p[:, 2], 3.2) < 2.4)
-                      & (np.mod(along, 3.0) > 0.8) & (np.mod(along, 3.0) < 2.2) & (p[:, 2] > 0.8))
-            color[building[window]] = color[building[window]] * 0.35 + np.array([0.1, 0.15, 0.25])
-        on_object = np.flatnonzero(hits.object_index >= 0)
-        obj = hits.object_index[on_object]
-        color[on_object] = CLASS_COLOR_RGB[world.object_class[obj]] * world.object_shade[obj][:, None]
-        lambert = 0.55 + 0.45 * np.clip(hits.normal_world @ _SUN_DIR, 0.0, 1.0)
-        haze = 1.0 - np.exp(-np.where(hit, hits.t_m, 0.0) / 350.0)
-        shaded = color * lambert[:, None] * (1 - haze[:, None]) + _SKY_HORIZON * haze[:, None]
-        out = np.where(hit[:, None], shaded, sky)
-        return np.clip(out, 0.0, 1.0).reshape(n, 3)
+            floor_z, bay = np.mod(p[:, 2], 3.2), np.mod(along, 3.0)
+            window = ((np.abs(nrm[:, 2]) < 0.5) & (floor_z > 1.0) & (floor_z < 2.4) & (bay > 0.8) & (bay < 2.2)
+                      & (p[:, 2] > 0.8))
+            color[building[window]] = color[building[window]] * 0.35 + np.array([0.1, 0.15, 0.25], np.float32)
+        on_object = obj >= 0
+        color[on_object] = CLASS_COLOR_RGB[world.object_class[obj[on_object]]] * world.object_shade[
+            obj[on_object]][:, None]
+        lambert = 0.55 + 0.45 * np.clip(hits.normal_world[hit] @ _SUN_DIR.astype(np.float32), 0.0, 1.0)
+        haze = (1.0 - np.exp(-hits.t_m[hit] / 350.0)).astype(np.float32)[:, None]
+        out[hit] = color * (lambert[:, None] * (1 - haze)) + _SKY_HORIZON * haze
+        return np.clip(out, 0.0, 1.0)
 
     def camera_image(self, camera: str, frame: int) -> np.ndarray:
         """(H,W,3) uint8 RGB rendering of a camera at a frame (not JPEG-compressed)."""

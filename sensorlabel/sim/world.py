@@ -43,6 +43,13 @@ EGO_LATERAL_M = -1.75
 GROUND, BUILDING, WALL, POLE, TRUNK, CROWN = range(6)
 STATIC_ALBEDO = np.array([0.1, 0.35, 0.3, 0.6, 0.2, 0.12])
 
+# Ground surface kinds with their colour and lidar reflectivity.
+_GRASS, _SIDEWALK, _JOINT, _KERB, _PARKING, _BIKE_LANE, _ASPHALT, _MARKING = range(8)
+_GROUND_RGB = np.array([[0.30, 0.45, 0.22], [0.66, 0.66, 0.63], [0.5, 0.5, 0.48], [0.8, 0.8, 0.78],
+                        [0.30, 0.30, 0.31], [0.32, 0.42, 0.34], [0.33, 0.33, 0.34], [0.92, 0.92, 0.92]],
+                       dtype=np.float32)
+_GROUND_ALBEDO = np.array([0.15, 0.25, 0.2, 0.3, 0.08, 0.1, 0.08, 0.8])
+
 _BOX_CORNERS = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]],
                         dtype=np.float64)
 _BOX_TRIANGLES = np.array([[0, 2, 1], [0, 3, 2], [4, 5, 6], [4, 6, 7], [0, 1, 5], [0, 5, 4],
@@ -218,36 +225,32 @@ class World:
         return s, np.where(inside, d, np.inf)
 
     def ground_appearance(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Colour (P,3) RGB in [0,1] and lidar reflectivity (P,) of the ground at world positions xy (P,2)."""
+        """Colour (P,3) RGB in [0,1] (float32) and lidar reflectivity (P,) of the ground at world positions xy (P,2).
+
+        Surfaces by |d|: lanes, lane markings (double centre line, dashed dividers, edge lines), bike lanes,
+        parking bays, kerb, tiled sidewalks and grass, plus the crosswalk and the side street.
+        """
         s, d = self.road_coordinates(xy)
-        ad = np.abs(d)
-        asphalt = np.array([0.33, 0.33, 0.34])
-        color = np.tile([0.30, 0.45, 0.22], (len(xy), 1))  # grass
-        albedo = np.full(len(xy), 0.15)
-        side_street = (np.abs(s - self.side_street_s_m) < 6.0) & (ad >= 8.6)
-
-        def paint(mask, rgb, refl):
-            color[mask] = rgb
-            albedo[mask] = refl
-
-        paint(ad < 14.0, [0.66, 0.66, 0.63], 0.25)                                    # sidewalk
-        paint((ad >= 11.0) & (ad < 14.0) & ((np.mod(s, 1.5) < 0.05) | (np.mod(ad, 1.5) < 0.05)),
-              [0.5, 0.5, 0.48], 0.2)                                                 # tile joints
-        paint((ad >= 10.8) & (ad < 11.0), [0.8, 0.8, 0.78], 0.3)                      # kerb
-        paint(ad < 10.8, asphalt * 0.9, 0.08)                                         # parking strip
-        paint((ad >= 8.6) & (ad < 10.8) & (np.mod(s, 6.0) < 0.12), [0.9, 0.9, 0.9], 0.7)
-        paint(ad < 8.6, [0.32, 0.42, 0.34], 0.1)                                      # bike lanes
-        paint(ad < 7.0, asphalt, 0.08)                                                # lanes
-        paint(side_street, asphalt, 0.08)
-        paint(np.abs(ad - 7.0) < 0.1, [0.92, 0.92, 0.92], 0.8)                        # edge lines
-        paint((np.abs(ad - 3.5) < 0.08) & (np.mod(s, 9.0) < 3.0), [0.92, 0.92, 0.92], 0.8)  # dashed dividers
-        paint((ad > 0.06) & (ad < 0.18), [0.92, 0.92, 0.92], 0.8)                      # double centre line
-        crosswalk = (np.abs(s - self.crosswalk_s_m) < 2.0) & (ad < 8.6) & (np.mod(d, 1.0) < 0.5)
-        paint(crosswalk, [0.95, 0.95, 0.95], 0.8)
-        x, y = xy[:, 0], xy[:, 1]
+        ad = np.minimum(np.abs(d), 1e6)
+        d = np.clip(d, -1e6, 1e6)
+        kind = np.full(len(xy), _GRASS, dtype=np.int8)
+        kind[ad < 14.0] = _SIDEWALK
+        joints = (ad >= 11.0) & (ad < 14.0) & ((np.mod(s, 1.5) < 0.05) | (np.mod(ad, 1.5) < 0.05))
+        kind[joints] = _JOINT
+        kind[(ad >= 10.8) & (ad < 11.0)] = _KERB
+        kind[ad < 10.8] = _PARKING
+        kind[(ad >= 8.6) & (ad < 10.8) & (np.mod(s, 6.0) < 0.12)] = _MARKING
+        kind[ad < 8.6] = _BIKE_LANE
+        kind[(ad < 7.0) | ((np.abs(s - self.side_street_s_m) < 6.0) & (ad >= 8.6))] = _ASPHALT
+        marking = ((np.abs(ad - 7.0) < 0.1) | ((np.abs(ad - 3.5) < 0.08) & (np.mod(s, 9.0) < 3.0))
+                   | ((ad > 0.06) & (ad < 0.18))
+                   | ((np.abs(s - self.crosswalk_s_m) < 2.0) & (ad < 8.6) & (np.mod(d, 1.0) < 0.5)))
+        kind[marking] = _MARKING
+        x, y = xy[:, 0].astype(np.float32), xy[:, 1].astype(np.float32)
         texture = 1.0 + 0.06 * np.sin(1.7 * x + 0.3) * np.sin(2.3 * y) + 0.05 * np.sin(0.37 * x - 0.91 * y) \
             * np.sin(5.1 * x + 3.3 * y)
-        return np.clip(color * texture[:, None], 0, 1), albedo
+        color = _GROUND_RGB[kind] * texture[:, None]
+        return np.clip(color, 0, 1), _GROUND_ALBEDO[kind]
 
 
 # ----- construction -------------------------------------------------------------------------------------------------

@@ -139,6 +139,8 @@ def associate(
     class_metric: np.ndarray,
     class_threshold: np.ndarray,
     gate_margin_m: float = 3.0,
+    track_stream: np.ndarray | None = None,
+    detection_stream: np.ndarray | None = None,
 ) -> Association:
     """Match tracks to detections of the same class, maximising the summed affinity under per-class gates.
 
@@ -149,6 +151,8 @@ def associate(
         class_threshold: (C,) per class: the minimum IoU/GIoU, or the maximum centre distance in metres.
         gate_margin_m: pairs whose centres are farther apart than the sum of their half-diagonals plus this margin
             are never matched (and never evaluated).
+        track_stream, detection_stream: optional (T,) and (D,) int stream ids: independent sequences tracked in
+            one batch; pairs from different streams are never matched.
 
     Returns:
         An :class:`Association`.
@@ -162,6 +166,8 @@ def associate(
     candidate = (track_class[:, None] == detection_class[None, :]) & (
         centre_dist <= half_diag_t[:, None] + half_diag_d[None, :] + gate_margin_m
     )
+    if track_stream is not None and detection_stream is not None:
+        candidate &= track_stream[:, None] == detection_stream[None, :]
     rows, cols = np.nonzero(candidate)
     codes = class_metric[track_class[rows]]
     affinity = _paired_affinity_codes(tracks_box7[rows], detections_box7[cols], codes)

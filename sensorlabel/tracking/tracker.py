@@ -68,11 +68,11 @@ def default_class_configs() -> dict[str, ClassTrackingConfig]:
     heading says little about their motion, so constant velocity and a centre distance gate.
     """
     return {
-        "Car": ClassTrackingConfig("giou_3d", -0.2, "ctrv", 3, 3),
-        "Van": ClassTrackingConfig("giou_3d", -0.2, "ctrv", 3, 3),
-        "Truck": ClassTrackingConfig("giou_3d", -0.2, "ctrv", 3, 3),
-        "Cyclist": ClassTrackingConfig("giou_3d", -0.4, "ctrv", 3, 3),
-        "Pedestrian": ClassTrackingConfig("center_distance", 1.5, "cv", 3, 3),
+        "Car": ClassTrackingConfig("giou_3d", -0.4, "ctrv", 3, 5),
+        "Van": ClassTrackingConfig("giou_3d", -0.4, "ctrv", 3, 5),
+        "Truck": ClassTrackingConfig("giou_3d", -0.4, "ctrv", 3, 5),
+        "Cyclist": ClassTrackingConfig("giou_3d", -0.4, "ctrv", 3, 5),
+        "Pedestrian": ClassTrackingConfig("center_distance", 1.5, "cv", 3, 5),
     }
 
 
@@ -93,7 +93,7 @@ class TrackerConfig:
     default: ClassTrackingConfig = field(default_factory=ClassTrackingConfig)
     noise: MotionNoise = field(default_factory=MotionNoise)
     gate_margin_m: float = 3.0
-    coast_output_frames: int = 0
+    coast_output_frames: int = 1
 
     def to_dict(self) -> dict:
         """A JSON-serialisable copy."""
@@ -113,6 +113,9 @@ class TrackOutput:
         score: (N,) float64 score of the detection that last updated each track.
         detection_index: (N,) int64 row of this frame's detection that updated the track, -1 when coasting.
         velocity_xy: (N, 2) estimated horizontal velocity in m/s.
+        last_detection_id: (N,) int64 caller's id (``detection_ids`` of :meth:`Tracker.update`) of the detection
+            that last updated the track, in this frame or an earlier one.
+        stream: (N,) int64 stream (independent sequence) of each track; 0 when a single sequence is tracked.
     """
 
     box7: np.ndarray
@@ -121,6 +124,8 @@ class TrackOutput:
     score: np.ndarray
     detection_index: np.ndarray
     velocity_xy: np.ndarray
+    last_detection_id: np.ndarray
+    stream: np.ndarray
 
     def __len__(self) -> int:
         return self.box7.shape[0]
@@ -145,11 +150,13 @@ class _TrackGroup:
         self.misses = np.zeros(0, np.int64)  # consecutive frames without a match
         self.score = np.zeros(0)
         self.det_index = np.zeros(0, np.int64)
+        self.det_id = np.zeros(0, np.int64)
+        self.stream = np.zeros(0, np.int64)
 
     def __len__(self) -> int:
         return self.x.shape[0]
 
-    def append(self, x, P, track_id, cls, score, det_index) -> None:
+    def append(self, x, P, track_id, cls, score, det_index, det_id, stream) -> None:
         n = x.shape[0]
         self.x = np.concatenate([self.x, x])
         self.P = np.concatenate([self.P, P])
@@ -159,9 +166,11 @@ class _TrackGroup:
         self.misses = np.concatenate([self.misses, np.zeros(n, np.int64)])
         self.score = np.concatenate([self.score, score])
         self.det_index = np.concatenate([self.det_index, det_index])
+        self.det_id = np.concatenate([self.det_id, det_id])
+        self.stream = np.concatenate([self.stream, stream])
 
     def keep(self, mask: np.ndarray) -> None:
-        for name in ("x", "P", "track_id", "cls", "hits", "misses", "score", "det_index"):
+        for name in ("x", "P", "track_id", "cls", "hits", "misses", "score", "det_index", "det_id", "stream"):
             setattr(self, name, getattr(self, name)[mask])
 
 
@@ -217,18 +226,25 @@ class Tracker:
     def _correct(self, group: _TrackGroup, rows: np.ndarray, box7: np.ndarray) -> None:
         group.x[rows], group.P[rows] = group.model.update(group.x[rows], group.P[rows], box7)
 
-    def _associate(self, tracks_box7, track_class, detections_box7, detection_class):
+    def _associate(self, tracks_box7, track_class, detections_box7, detection_class, track_stream, detection_stream):
         return associate(tracks_box7, track_class, detections_box7, detection_class, self._metric,
-                         self._threshold, self.config.gate_margin_m)
+                         self._threshold, self.config.gate_margin_m, track_stream, detection_stream)
 
     # ----- public -----------------------------------------------------------------------------------------------
-    def update(self, box7: np.ndarray, labels: np.ndarray, scores: np.ndarray, timestamp_s: float) -> TrackOutput:
+    def update(self, box7: np.ndarray, labels: np.ndarray, scores: np.ndarray, timestamp_s: float,
+               detection_ids: np.ndarray | None = None, streams: np.ndarray | None = None) -> TrackOutput:
         """Process one frame of detections.
 
         Args:
             box7: (D, 7) detections (x, y, z, yaw, l, w, h) in the tracking frame (z up), metres and radians.
             labels: (D,) class names. scores: (D,) detection confidences.
             timestamp_s: frame time in seconds, non-decreasing over calls.
+            detection_ids: (D,) int caller's ids of the detections (default: their rows); the output reports the
+                id of the detection that last updated each track (e.g. to carry a 2D box while coasting).
+            streams: (D,) int stream of each detection (default all 0). Several independent sequences may be
+                tracked in lockstep by one tracker, one stream each: tracks only ever match detections of their
+                own stream, and all streams share the per-frame work (one batched predict, association and
+                update), which is how a folder of sequences is tracked fast.
 
         Returns:
             The confirmed tracks of this frame as a :class:`TrackOutput`.
@@ -240,8 +256,11 @@ class Tracker:
         labels = np.asarray(labels, dtype=str).reshape(-1)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         d = box7.shape[0]
-        if labels.shape[0] != d or scores.shape[0] != d:
-            raise ValueError(f"labels {labels.shape} and scores {scores.shape} must match box7 ({d}, 7)")
+        det_ids = np.arange(d, dtype=np.int64) if detection_ids is None else np.asarray(detection_ids, np.int64)
+        det_stream = np.zeros(d, np.int64) if streams is None else np.asarray(streams, np.int64)
+        if labels.shape[0] != d or scores.shape[0] != d or det_ids.shape != (d,) or det_stream.shape != (d,):
+            raise ValueError(f"labels {labels.shape}, scores {scores.shape}, detection_ids {det_ids.shape} and "
+                             f"streams {det_stream.shape} must match box7 ({d}, 7)")
         if not np.isfinite(box7).all():
             raise ValueError(f"box7 row {int(np.flatnonzero(~np.isfinite(box7).all(axis=1))[0])} is not finite")
         dt_s = 0.0 if self._last_time_s is None else float(timestamp_s) - self._last_time_s
@@ -262,7 +281,8 @@ class Tracker:
         row_of = np.concatenate([np.arange(n) for n in sizes])
         pred = np.concatenate([g.x[:, :MEAS_DIM] for g in groups])
         track_class = np.concatenate([g.cls for g in groups])
-        assoc = self._associate(pred, track_class, box7, det_class)
+        track_stream = np.concatenate([g.stream for g in groups])
+        assoc = self._associate(pred, track_class, box7, det_class, track_stream, det_stream)
 
         m_track, m_det = assoc.matches[:, 0], assoc.matches[:, 1]
         for gi, g in enumerate(groups):
@@ -275,6 +295,7 @@ class Tracker:
             g.misses[rows] = 0
             g.score[rows] = scores[dets]
             g.det_index[rows] = dets
+            g.det_id[rows] = det_ids[dets]
 
         new = assoc.unmatched_detections
         new_group = self._group_of_class[det_class[new]]
@@ -285,7 +306,7 @@ class Tracker:
             x, P = g.model.initiate(box7[dets])
             ids = np.arange(self._next_id, self._next_id + dets.size, dtype=np.int64)
             self._next_id += dets.size
-            g.append(x, P, ids, det_class[dets], scores[dets], dets)
+            g.append(x, P, ids, det_class[dets], scores[dets], dets, det_ids[dets], det_stream[dets])
 
         for g in groups:
             if len(g):
@@ -306,6 +327,8 @@ class Tracker:
             score=np.concatenate([g.score[r] for g, r in parts]),
             detection_index=np.concatenate([g.det_index[r] for g, r in parts]),
             velocity_xy=np.concatenate([g.model.velocity_xy(g.x[r]) for g, r in parts]),
+            last_detection_id=np.concatenate([g.det_id[r] for g, r in parts]),
+            stream=np.concatenate([g.stream[r] for g, r in parts]),
         )
 
     def step(self, boxes: Boxes, timestamp_s: float) -> Boxes:

@@ -323,7 +323,7 @@ def _check_kitti_labels(table) -> None:
 
 
 def _check_kitti_calib(calib) -> None:
-    transform = calib.rect_SE3_velo()
+    transform = calib.rect_SE3_velo
     assert np.isfinite(transform.as_matrix()).all()
     assert np.isfinite(calib.P2).all()
 

@@ -195,7 +195,8 @@ def test_points_in_boxes_matches_brute_force(seed, n, tilted):
         :, None]
     near_out = np.einsum("nij,nkj->nki", boxes.rotation, local * (1 + 1e-7) * boxes.lwh_m[:, None]) + boxes.center_m[
         :, None]
-    points = np.concatenate([scattered, near_in.reshape(-1, 3), near_out.reshape(-1, 3), boxes.corners().reshape(-1, 3)])
+    points = np.concatenate([scattered, near_in.reshape(-1, 3), near_out.reshape(-1, 3),
+                             boxes.corners().reshape(-1, 3)])
     expected = brute_force_inside(boxes, points)
     b, p = boxes.point_box_pairs(points)
     got = np.zeros_like(expected)

@@ -1,0 +1,218 @@
+"""Drive-level fusion: the array functions of this package run over every frame of a drive (``sensorlabel fuse``).
+
+Outputs, written beside the drive in ``X.drive/fusion/`` (each file written to a temporary name, then ``os.replace``):
+
+* ``stats.json``: per frame and camera, the points that project, the points visible after the depth buffer, the
+  calibration score, the best correction and whether the frame is flagged;
+* ``colors.npz`` (``--colorize``): ``rgb (P_total,3) uint8``, ``seen (P_total,)``, ``camera_index`` and
+  ``offsets (F+1,)`` (frame f's points are ``offsets[f]:offsets[f+1]``, in the order of its lidar sweep);
+* ``aggregate.npz`` (``--aggregate N``): per frame, the last N sweeps in the ego frame at the frame's time with
+  moving objects transferred along their labelled tracks: ``points (M,3) float32``, ``sweep_offset (M,)`` (0 = this
+  frame, 1 = the one before, ...), ``offsets (F+1,)``;
+* ``config.json``: the effective configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sensorlabel.fusion.aggregation import SweepInput, aggregate_sweeps
+from sensorlabel.fusion.calibcheck import CalibCheckConfig, check_calibration, lidar_depth_edges
+from sensorlabel.fusion.colorize import colorize_points
+from sensorlabel.fusion.occlusion import OcclusionConfig, visible_mask
+from sensorlabel.fusion.projection import CameraView, project_sweep
+from sensorlabel.geometry.boxes import Boxes
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FuseConfig:
+    """Effective configuration of ``sensorlabel fuse`` (written to ``fusion/config.json``).
+
+    Attributes:
+        colorize: write per-point colours.
+        aggregate_sweeps: N > 1 writes N-sweep aggregates; 0 or 1 writes none.
+        calibration_check: run the calibration check on every frame and camera.
+        rolling_iterations: row-time iterations for rolling-shutter cameras.
+        occlusion: depth-buffer parameters. calibration: calibration-check parameters.
+    """
+
+    colorize: bool = False
+    aggregate_sweeps: int = 0
+    calibration_check: bool = True
+    rolling_iterations: int = 2
+    occlusion: OcclusionConfig = field(default_factory=OcclusionConfig)
+    calibration: CalibCheckConfig = field(default_factory=CalibCheckConfig)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["occlusion"] = self.occlusion.to_dict()
+        out["calibration"] = self.calibration.to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class FuseReport:
+    """What ``fuse_drive`` computed.
+
+    Attributes:
+        out_dir: the folder written. stats: per-frame records (see ``stats.json``).
+        flagged: (frame, camera) pairs whose calibration looks off.
+    """
+
+    out_dir: Path
+    stats: list[dict]
+    flagged: list[tuple[int, str]]
+
+    def to_text(self) -> str:
+        cams: dict[str, list[dict]] = {}
+        for rec in self.stats:
+            for cam in rec["cameras"]:
+                cams.setdefault(cam["camera"], []).append(cam)
+        lines = [f"fusion of {len(self.stats)} frames -> {self.out_dir}"]
+        for name, recs in cams.items():
+            proj = np.mean([r["projected"] for r in recs])
+            vis = np.mean([r["visible"] for r in recs])
+            scores = [r["calibration"]["score"] for r in recs if r.get("calibration")]
+            score = f", calibration score {np.nanmean(scores):.3f}" if scores and np.isfinite(scores).any() else ""
+            lines.append(f"  {name}: {proj:.0f} points projected, {vis:.0f} visible per frame{score}")
+        lines.append(f"flagged frames ({len(self.flagged)}): " + (", ".join(f"{f}:{c}" for f, c in self.flagged)
+                                                                  if self.flagged else "none"))
+        return "\n".join(lines)
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp-")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _boxes_at(drive, frame: int) -> Boxes:
+    records = drive.labels.boxes_at(frame)
+    return records.boxes if len(records) else Boxes.empty()
+
+
+def _sweep_input(drive, frame: int) -> SweepInput | None:
+    sweep = drive.frame_sweep(frame)
+    if sweep is None:
+        return None
+    return SweepInput(sweep.xyz_sensor, sweep.point_times_ns(), int(sweep.timestamp_ns), _boxes_at(drive, frame))
+
+
+def fuse_drive(drive, config: FuseConfig = FuseConfig(), out_dir: str | os.PathLike | None = None,
+               progress=None) -> FuseReport:
+    """Project, occlude, check the calibration, colour and aggregate every frame of a drive.
+
+    Args:
+        drive: an opened :class:`~sensorlabel.drive.Drive`.
+        config: what to compute.
+        out_dir: output folder (default ``drive.path / "fusion"``).
+        progress: optional callable ``(done, total)``.
+
+    Returns:
+        A :class:`FuseReport`.
+    """
+    out = Path(out_dir) if out_dir is not None else Path(drive.path) / "fusion"
+    out.mkdir(parents=True, exist_ok=True)
+    lidar = drive.lidar_names[0] if drive.lidar_names else None
+    stats, flagged = [], []
+    colors, color_offsets = [], [0]
+    agg_points, agg_sweep, agg_offsets = [], [], [0]
+    if lidar is not None:
+        ego_SE3_lidar = drive.sensors[lidar].ego_SE3_sensor
+    for frame in range(drive.num_frames):
+        record = {"frame": frame, "timestamp_ns": int(drive.frame_timestamps_ns[frame]), "cameras": []}
+        sweep = drive.frame_sweep(frame) if lidar is not None else None
+        n_points = 0 if sweep is None else len(sweep.points)
+        if sweep is not None:
+            views, image_index = [], []
+            for cam in drive.camera_names:
+                idx = drive.frame_camera_index(frame, cam)
+                if idx >= 0:
+                    views.append(CameraView.from_calibration(drive.sensors[cam],
+                                                             int(drive.camera_timestamps_ns(cam)[idx])))
+                    image_index.append(idx)
+            ref_ns = int(sweep.timestamp_ns)
+            points_ref, projections = project_sweep(sweep.xyz_sensor, sweep.point_times_ns(), ego_SE3_lidar, views,
+                                                    drive.world_SE3_ego, ref_ns,
+                                                    rolling_iterations=config.rolling_iterations)
+            visible = [p.select(visible_mask(p, config.occlusion)) for p in projections]
+            need_images = config.colorize or config.calibration_check
+            images = [drive.camera_image(v.name, i) for v, i in zip(views, image_index)] if need_images else []
+            if config.calibration_check and views:
+                ring = sweep.field("ring") if "ring" in sweep.fields else None
+                edge_idx, edge_w = lidar_depth_edges(sweep.xyz_sensor, ring, config.calibration.depth_jump_m)
+                # Returns on labelled objects move between the lidar and the camera time: leave them out.
+                boxes = _boxes_at(drive, frame)
+                if len(boxes) and len(edge_idx):
+                    on_object = boxes.points_in_boxes(np.asarray(points_ref)[edge_idx], margin_m=0.3).any(axis=0)
+                    edge_idx, edge_w = edge_idx[~on_object], edge_w[~on_object]
+            for c, (view, proj, vis) in enumerate(zip(views, projections, visible)):
+                cam_rec = {"camera": view.name, "projected": len(proj), "visible": len(vis)}
+                if config.calibration_check:
+                    result = check_calibration(points_ref, edge_idx, edge_w, view, images[c], drive.world_SE3_ego,
+                                               ref_ns, config.calibration)
+                    cam_rec["calibration"] = result.to_dict()
+                    if result.flagged:
+                        flagged.append((frame, view.name))
+                record["cameras"].append(cam_rec)
+            if config.colorize:
+                col = colorize_points(n_points, visible, images)
+                colors.append(col)
+        elif config.colorize:
+            colors.append(None)
+        if config.colorize:
+            color_offsets.append(color_offsets[-1] + n_points)
+        if config.aggregate_sweeps > 1 and lidar is not None:
+            frames = [f for f in range(max(0, frame - config.aggregate_sweeps + 1), frame + 1)]
+            inputs = [s for s in (_sweep_input(drive, f) for f in frames) if s is not None]
+            if inputs:
+                cloud = aggregate_sweeps(inputs, ego_SE3_lidar, drive.world_SE3_ego, int(drive.frame_timestamps_ns[frame]))
+                agg_points.append(cloud.points)
+                agg_sweep.append((len(inputs) - 1 - cloud.sweep_index).astype(np.int16))
+            agg_offsets.append(agg_offsets[-1] + (len(agg_points[-1]) if inputs else 0))
+        stats.append(record)
+        if progress is not None:
+            progress(frame + 1, drive.num_frames)
+
+    _atomic_write(out / "stats.json", lambda p: Path(p).write_text(json.dumps(stats, indent=1)))
+    _atomic_write(out / "config.json", lambda p: Path(p).write_text(json.dumps(config.to_dict(), indent=1)))
+    if config.colorize:
+        total = color_offsets[-1]
+        rgb = np.zeros((total, 3), np.uint8)
+        seen = np.zeros(total, bool)
+        cam_idx = np.full(total, -1, np.int16)
+        for f, col in enumerate(colors):
+            if col is not None:
+                sl = slice(color_offsets[f], color_offsets[f + 1])
+                rgb[sl], seen[sl], cam_idx[sl] = col.rgb, col.seen, col.camera_index
+
+        def write_colors(p):
+            with open(p, "wb") as fh:
+                np.savez(fh, rgb=rgb, seen=seen, camera_index=cam_idx, offsets=np.asarray(color_offsets, np.int64))
+
+        _atomic_write(out / "colors.npz", write_colors)
+    if config.aggregate_sweeps > 1:
+        pts = np.concatenate(agg_points) if agg_points else np.zeros((0, 3), np.float32)
+        src = np.concatenate(agg_sweep) if agg_sweep else np.zeros(0, np.int16)
+
+        def write_agg(p):
+            with open(p, "wb") as fh:
+                np.savez(fh, points=pts, sweep_offset=src, offsets=np.asarray(agg_offsets, np.int64))
+
+        _atomic_write(out / "aggregate.npz", write_agg)
+    logger.info("fused %d frames into %s (%d flagged)", drive.num_frames, out, len(flagged))
+    return FuseReport(out, stats, flagged)

@@ -1,0 +1,179 @@
+"""Fusion against the simulator's exact truth: ego at 15 m/s, cameras 30 ms after the lidar."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from sensorlabel.fusion import (
+    CalibCheckConfig,
+    CameraView,
+    SweepInput,
+    aggregate_sweeps,
+    check_calibration,
+    colorize_points,
+    compensate_points,
+    lidar_depth_edges,
+    project_sweep,
+    visible_mask,
+)
+from sensorlabel.geometry.se3 import SE3
+from sensorlabel.sim import SimConfig, simulate
+
+FRAME = 2
+
+
+@pytest.fixture(scope="module")
+def sim():
+    config = SimConfig(seed=3, num_frames=5, num_cameras=2, ego_speed_mps=15.0, ego_speed_change_mps=0.0,
+                       range_noise_m=0.0, camera_time_offset_s=0.03, image_size_px=(640, 360), azimuth_steps=1024,
+                       num_beams=32)
+    return simulate(config)
+
+
+def _views(sim, frame: int, readout_s: float = 0.0) -> list[CameraView]:
+    return [CameraView(name, sim.sensors[name].camera, sim.sensors[name].ego_SE3_sensor.inverse(),
+                       int(sim.camera_timestamps_ns(name)[frame]), readout_s) for name in sim.camera_names]
+
+
+def _ego_SE3_lidar(sim) -> SE3:
+    return sim.sensors["lidar_top"].ego_SE3_sensor
+
+
+def _truth_uv(sim, view: CameraView, world_points: np.ndarray, iterations: int = 0):
+    """Exact float64 projection of the true world points at the camera time (row times by fixed-point iteration)."""
+    times = np.full(len(world_points), view.timestamp_ns, np.int64)
+    for _ in range(iterations + 1):
+        cam_SE3_world = view.cam_SE3_ego.compose(sim.world_SE3_ego_at(times).inverse())
+        uv, ok = view.camera.project(cam_SE3_world.transform_points(world_points))
+        row = np.clip(uv[:, 1], 0, view.camera.height_px - 1)
+        times = view.timestamp_ns + np.round(view.readout_s * 1e9 * (row / (view.camera.height_px - 1) - 0.5)).astype(np.int64)
+    return uv, ok
+
+
+def test_the_scene_is_the_one_asked_for(sim) -> None:
+    t = sim.frame_timestamps_ns[FRAME]
+    a, b = sim.world_SE3_ego_at(np.array([t - 50_000_000, t + 50_000_000]))
+    # The simulator adds a gentle sinusoidal speed variation to the configured 15 m/s.
+    assert 14.0 < np.linalg.norm(b.translation - a.translation) / 0.1 < 17.0
+    assert sim.camera_timestamps_ns("cam_front")[FRAME] - t == 30_000_000
+
+
+@pytest.mark.parametrize("readout_s", [0.0, 0.03])
+def test_compensated_projection_within_half_pixel(sim, readout_s: float) -> None:
+    sweep = sim.sweep(FRAME)
+    world = sim.sweep_world_points(FRAME)
+    views = _views(sim, FRAME, readout_s)
+    _, projs = project_sweep(sweep.xyz_sensor, sweep.point_times_ns(), _ego_SE3_lidar(sim), views,
+                             sim.world_SE3_ego_at, int(sweep.timestamp_ns))
+    for view, proj in zip(views, projs):
+        uv_true, ok_true = _truth_uv(sim, view, world, iterations=4 if readout_s else 0)
+        both = ok_true[proj.point_index]
+        # The same points project, up to a handful that sit on the image border.
+        assert abs(int(ok_true.sum()) - len(proj)) <= max(3, 0.001 * len(proj))
+        err = np.linalg.norm(proj.uv_px[both] - uv_true[proj.point_index[both]], axis=1)
+        assert len(err) > 1000
+        assert err.max() < 0.5, (view.name, err.max())
+
+
+def test_without_compensation_the_error_is_large(sim) -> None:
+    sweep = sim.sweep(FRAME)
+    world = sim.sweep_world_points(FRAME)
+    view = _views(sim, FRAME)[0]
+    uv_true, ok_true = _truth_uv(sim, view, world)
+    # Naive: the lidar points taken as if measured where the ego is at the camera time (no motion model at all).
+    naive = view.cam_SE3_ego.compose(_ego_SE3_lidar(sim)).transform_points(sweep.xyz_sensor.astype(np.float64))
+    uv, ok = view.camera.project(naive)
+    both = ok & ok_true
+    err = np.linalg.norm(uv[both] - uv_true[both], axis=1)
+    assert np.median(err) > 2.0
+
+
+def test_occlusion_and_colour_agree_with_the_rendered_image(sim) -> None:
+    """A visible point lands on a pixel showing the object it hit; points the depth buffer removes mostly do not."""
+    sweep = sim.sweep(FRAME)
+    track = sim.point_track_ids(FRAME)
+    view = _views(sim, FRAME)[0]
+    rgb, track_px = sim.camera_render(view.name, FRAME)
+    _, (proj,) = project_sweep(sweep.xyz_sensor, sweep.point_times_ns(), _ego_SE3_lidar(sim), [view],
+                               sim.world_SE3_ego_at, int(sweep.timestamp_ns))
+    keep = visible_mask(proj)
+    uv = np.rint(proj.uv_px).astype(int)
+    pixel_track = track_px[np.clip(uv[:, 1], 0, 359), np.clip(uv[:, 0], 0, 639)]
+    point_track = track[proj.point_index]
+    on_object = point_track >= 0
+    # Truly hidden (as far as the render tells): the pixel shows another object than the one the return hit.
+    hidden = pixel_track != point_track
+    assert hidden.sum() > 50 and (on_object & ~hidden).sum() > 100
+    assert (~keep[hidden]).mean() > 0.5                      # most hidden returns are removed
+    assert (~keep[on_object & ~hidden]).mean() < 0.05        # visible object returns are kept
+    assert (~hidden[keep & on_object]).mean() > 0.9
+    col = colorize_points(len(sweep.points), [proj.select(keep)], [rgb])
+    assert col.seen.sum() == keep.sum()
+    assert (col.camera_index[~col.seen] == -1).all()
+
+
+def test_calibration_check_finds_a_half_degree_error(sim) -> None:
+    sweep = sim.sweep(FRAME)
+    view_true = _views(sim, FRAME)[0]
+    image = sim.camera_image(view_true.name, FRAME)
+    points_ref = compensate_points(sweep.xyz_sensor, sweep.point_times_ns(), _ego_SE3_lidar(sim),
+                                   sim.world_SE3_ego_at, int(sweep.timestamp_ns))
+    edge_idx, edge_w = lidar_depth_edges(sweep.xyz_sensor, sweep.field("ring"))
+    axis = np.array([0.4, 1.0, -0.3]) / np.linalg.norm([0.4, 1.0, -0.3])
+    error = Rotation.from_rotvec(np.deg2rad(0.5) * axis)
+    perturbed = CameraView(view_true.name, view_true.camera,
+                           SE3(error.as_matrix(), np.zeros(3)).compose(view_true.cam_SE3_ego), view_true.timestamp_ns)
+    config = CalibCheckConfig()
+    bad = check_calibration(points_ref, edge_idx, edge_w, perturbed, image, sim.world_SE3_ego_at,
+                            int(sweep.timestamp_ns), config)
+    residual_deg = np.rad2deg((Rotation.from_rotvec(bad.correction_rotvec_rad) * error).magnitude())
+    assert bad.num_edge_points > 100
+    assert residual_deg < 0.2, (residual_deg, bad)
+    assert bad.flagged
+    good = check_calibration(points_ref, edge_idx, edge_w, view_true, image, sim.world_SE3_ego_at,
+                             int(sweep.timestamp_ns), config)
+    assert good.correction_deg < 0.2 and not good.flagged
+    assert good.score > bad.score
+
+
+def test_aggregation_moves_objects_along_their_tracks(sim) -> None:
+    frames = [0, 1, 2, 3, 4]
+    target = int(sim.frame_timestamps_ns[4])
+    sweeps = [SweepInput(sim.sweep(f).xyz_sensor, sim.point_times_ns(f), int(sim.frame_timestamps_ns[f]),
+                         sim.truth_boxes_ego(f)) for f in frames]
+    truth_target = sim.objects_world_at(target)
+    speeds = np.linalg.norm(sim.objects_world_at(target + 50_000_000).center_m
+                            - sim.objects_world_at(target - 50_000_000).center_m, axis=1) / 0.1
+    moving_tracks = truth_target.track_id[speeds > 2.0]
+    assert len(moving_tracks) > 0
+
+    def inside_fraction(cloud) -> float:
+        sel = np.isin(cloud.track_id, moving_tracks) & (cloud.sweep_index < 4)
+        pts = cloud.points[sel].astype(np.float64)
+        box_of = {t: i for i, t in enumerate(truth_target.track_id)}
+        idx = np.array([box_of[t] for t in cloud.track_id[sel]])
+        local = truth_target.frame_SE3_object[idx].inverse().transform_points(pts)
+        return float(np.mean(np.all(np.abs(local) <= truth_target.lwh_m[idx] / 2 + 0.1, axis=1))), int(sel.sum())
+
+    moved = aggregate_sweeps(sweeps, _ego_SE3_lidar(sim), sim.world_SE3_ego_at, target, frame="world",
+                             moving="transfer")
+    frac, n = inside_fraction(moved)
+    assert n > 100 and frac > 0.97, (frac, n)
+    smeared = aggregate_sweeps(sweeps, _ego_SE3_lidar(sim), sim.world_SE3_ego_at, target, frame="world",
+                               moving="keep")
+    # With "keep" nothing is assigned to tracks, so measure the same points through their truth ids.
+    track_truth = np.concatenate([sim.point_track_ids(f) for f in frames])
+    smeared = type(smeared)(smeared.points, smeared.sweep_index, smeared.point_index, track_truth, smeared.moved,
+                            smeared.frame, smeared.target_ns)
+    frac_keep, _ = inside_fraction(smeared)
+    assert frac_keep < 0.6, frac_keep
+    # Static returns land on their exact world positions, whichever sweep they came from.
+    static = moved.track_id < 0
+    exact = np.concatenate([sim.sweep_world_points(f) for f in frames])
+    offsets = np.cumsum([0] + [len(s.points_lidar) for s in sweeps])
+    src = offsets[moved.sweep_index[static]] + moved.point_index[static]
+    assert np.abs(moved.points[static] - exact[src]).max() < 0.01
+    dropped = aggregate_sweeps(sweeps, _ego_SE3_lidar(sim), sim.world_SE3_ego_at, target, moving="drop")
+    assert (dropped.track_id == -1).all() and len(dropped.points) < len(moved.points)

@@ -1,0 +1,36 @@
+"""Fixtures of the viewer tests: a small synthetic drive with truth labels (written once, copied per test)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# Non-GL widgets run without a display; the GL tests get one from pytest-xvfb.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen" if not os.environ.get("DISPLAY") else os.environ.get(
+    "QT_QPA_PLATFORM", "xcb"))
+os.environ.setdefault("LIBGL_ALWAYS_SOFTWARE", "1")
+
+SMALL_SIM = dict(seed=3, num_frames=4, num_beams=24, azimuth_steps=720, num_cameras=2, image_size_px=(320, 180),
+                 num_cars=8, num_pedestrians=3, num_cyclists=1)
+
+
+@pytest.fixture(scope="session")
+def sim_and_drive(tmp_path_factory):
+    """(SimDrive, path of a drive with truth labels as 'imported' boxes)."""
+    from sensorlabel.sim import SimConfig, simulate, write_sim_drive
+
+    sim = simulate(SimConfig(**SMALL_SIM))
+    path = tmp_path_factory.mktemp("viewer") / "small.drive"
+    write_sim_drive(sim, path, with_labels="truth").close()
+    return sim, path
+
+
+@pytest.fixture
+def drive_path(sim_and_drive, tmp_path) -> Path:
+    """A private copy of the small drive (tests edit its labels)."""
+    dst = tmp_path / "edit.drive"
+    shutil.copytree(sim_and_drive[1], dst)
+    return dst

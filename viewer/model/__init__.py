@@ -1,0 +1,1 @@
+"""Pure-Python model of the viewer (no Qt)."""
