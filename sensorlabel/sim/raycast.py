@@ -161,10 +161,13 @@ class Raycaster:
         g_count, m_count, _ = grid.dirs_sensor.shape
         origins = world_SE3_sensor.translation  # (G,3)
         rotation = world_SE3_sensor.rotation
+        # Explicit multiply-adds: numpy's matmul on (N,3) x (3,3) stacks is far slower than three axpys.
         if np.all(rotation == rotation[:1]):  # one orientation for all groups (e.g. a global-shutter camera)
-            dirs = grid.dirs_sensor.reshape(-1, 3) @ rotation[0].T
+            dirs = np.dot(grid.dirs_sensor.reshape(-1, 3), np.ascontiguousarray(rotation[0].T))
         else:
-            dirs = np.matmul(grid.dirs_sensor, np.swapaxes(rotation, 1, 2)).reshape(-1, 3)
+            d = grid.dirs_sensor
+            dirs = (d[..., 0:1] * rotation[:, None, :, 0] + d[..., 1:2] * rotation[:, None, :, 1]
+                    + d[..., 2:3] * rotation[:, None, :, 2]).reshape(-1, 3)
         n_rays = len(dirs)
         group = np.arange(n_rays) // m_count
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 # Non-GL widgets run without a display; the GL tests get one from pytest-xvfb.
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen" if not os.environ.get("DISPLAY") else os.environ.get(
-    "QT_QPA_PLATFORM", "xcb"))
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("LIBGL_ALWAYS_SOFTWARE", "1")
 
 SMALL_SIM = dict(seed=3, num_frames=4, num_beams=24, azimuth_steps=720, num_cameras=2, image_size_px=(320, 180),
