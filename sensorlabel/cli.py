@@ -182,7 +182,114 @@ def _cmd_view(args: argparse.Namespace) -> int:
     return run_viewer(args.drive)
 
 
-_COMMANDS = [_add_info, _add_demo, _add_propagate, _add_import, _add_export, _add_fuse, _add_view]
+def _add_track(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("track", help="track 3D detections: KITTI tracking detection files -> KITTI tracking results")
+    p.add_argument("--detections", type=Path, required=True, help="folder of SEQ.txt detection files")
+    p.add_argument("--format", choices=["kitti-tracking"], default="kitti-tracking",
+                   help="detection CSV frame,type,x1,y1,x2,y2,score,h,w,l,x,y,z,ry,alpha (1 Ped, 2 Car, 3 Cyc)")
+    p.add_argument("--out", type=Path, required=True, help="folder for SEQ.txt results (label_02 format + score)")
+    p.add_argument("--calib", type=Path, default=None, help="folder of SEQ.txt calibrations: track in the Velodyne frame")
+    p.add_argument("--seqs", nargs="*", default=None, help="sequence names (default: every file)")
+    p.set_defaults(func=_cmd_track)
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    from sensorlabel.tracking.kitti_detections import track_kitti_folder
+
+    counts = track_kitti_folder(args.detections, args.out, args.calib, sequences=args.seqs)
+    print(f"tracked {len(counts)} sequences ({sum(counts.values())} result rows) -> {args.out}")
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate tracking or propagation against ground truth")
+    eval_sub = p.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
+    _add_eval_tracking(eval_sub)
+    # --- `sensorlabel eval propagation`: the propagation helper adds `_add_eval_propagation(eval_sub)` here. ---
+
+
+def _add_eval_tracking(eval_sub: argparse._SubParsersAction) -> None:
+    p = eval_sub.add_parser("tracking", help="KITTI tracking: CLEAR MOT, sAMOTA/AMOTA/AMOTP (3D IoU), HOTA")
+    p.add_argument("--gt", type=Path, required=True, help="folder of ground-truth label_02 SEQ.txt files")
+    p.add_argument("--results", type=Path, required=True, help="folder of result SEQ.txt files (with scores)")
+    p.add_argument("--seqs", nargs="*", default=None, help="sequence names (default: every result file)")
+    p.add_argument("--classes", nargs="*", default=["Car", "Pedestrian", "Cyclist"])
+    p.add_argument("--iou", type=float, default=None, help="3D IoU of a true positive (default 0.25, AB3DMOT)")
+    p.add_argument("--json", type=Path, default=None, help="report file (default RESULTS/tracking_eval.json)")
+    p.set_defaults(func=_cmd_eval_tracking)
+
+
+def _cmd_eval_tracking(args: argparse.Namespace) -> int:
+    from sensorlabel.eval.kitti_filter import evaluate_kitti_tracking, format_tracking_table, write_report
+
+    report = evaluate_kitti_tracking(args.gt, args.results, args.seqs, tuple(args.classes), args.iou)
+    print(format_tracking_table(report))
+    path = write_report(args.json or args.results / "tracking_eval.json", report)
+    print(f"report: {path}")
+    return 0
+
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    from sensorlabel.batch import COMMANDS
+
+    p = sub.add_parser("batch", help="run a command over many drives on Dask (a local cluster by default)",
+                       description="One Dask task per drive; failing drives are reported and the others finish; a "
+                                   "re-run skips drives already done (X.drive/.batch/COMMAND.json). Exit code 0 when "
+                                   "every drive succeeds, 2 when a drive failed on bad input, 1 on a bug or a lost "
+                                   "worker.")
+    p.add_argument("batch_command", choices=list(COMMANDS), metavar="COMMAND", help=" | ".join(COMMANDS))
+    p.add_argument("drives", type=Path, nargs="+", metavar="DRIVES", help=".drive folders (import: sources)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://host:8786", help="an existing Dask scheduler")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes of the local cluster (default: min(drives, CPUs))")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="output root: import -> DIR/NAME.drive, fuse/export -> DIR/NAME/, eval -> DIR/NAME.propagation.json")
+    p.add_argument("--force", action="store_true", help="redo drives that are already done")
+    g = p.add_argument_group("command options (as for the single-drive commands)")
+    g.add_argument("--format", default=None, help="import / export: the format")
+    g.add_argument("--overwrite", action="store_const", const=True, default=None, help="import: replace existing drives")
+    g.add_argument("--option", action="append", default=None, metavar="KEY=VALUE",
+                   help="import / export: importer or exporter option (repeatable)")
+    g.add_argument("--colorize", action="store_const", const=True, default=None, help="fuse")
+    g.add_argument("--aggregate", type=int, default=None, metavar="N", help="fuse")
+    g.add_argument("--no-calibration-check", action="store_const", const=True, default=None, help="fuse")
+    g.add_argument("--no-refine", action="store_const", const=True, default=None, help="propagate")
+    g.add_argument("--no-extrapolate", action="store_const", const=True, default=None, help="propagate")
+    g.add_argument("--intervals", type=int, nargs="+", default=None, metavar="K", help="eval: keyframe intervals")
+    g.add_argument("--protocol", choices=["track", "global"], default=None, help="eval: keyframe protocol")
+    p.set_defaults(func=_cmd_batch)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sensorlabel.batch import run_batch
+
+    given = {
+        "format": args.format, "overwrite": args.overwrite, "colorize": args.colorize, "aggregate": args.aggregate,
+        "calibration_check": None if args.no_calibration_check is None else False,
+        "refine": None if args.no_refine is None else False,
+        "extrapolate": None if args.no_extrapolate is None else False,
+        "intervals": args.intervals, "protocol": args.protocol,
+    }
+    if args.option is not None:
+        given["importer_options" if args.batch_command == "import" else "exporter_options"] = _parse_options(args.option)
+    options = {key: value for key, value in given.items() if value is not None}
+    with tqdm(total=len(args.drives), desc=f"batch {args.batch_command}", unit="drive", disable=None) as bar:
+        def progress(result, done: int, total: int) -> None:
+            bar.update(1)
+            bar.set_postfix_str(f"{result.name}: {result.status}")
+
+        report = run_batch(args.batch_command, args.drives, out=args.out, options=options, scheduler=args.scheduler,
+                           workers=args.workers, force=args.force, progress=progress)
+    print(report.to_table())
+    for result in report.results:
+        if result.traceback:
+            print(f"\n{result.name}: {result.traceback}", file=sys.stderr)
+    return report.exit_code
+
+
+_COMMANDS = [_add_info, _add_demo, _add_propagate, _add_import, _add_export, _add_fuse, _add_view, _add_track, _add_eval, _add_batch]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,9 +11,11 @@ Atomicity: everything is written into a sibling folder ``NAME.drive.tmp-XXXX`` w
 any instant leaves either no drive or the complete one; a left-over ``.tmp-`` folder never opens as a drive.
 Overwriting moves the old drive aside first and deletes it only after the new one is in place.
 
-Streaming writes: rows are buffered per sensor only until a few whole zarr chunks are full, then written
-chunk-aligned, so the writer never rewrites a chunk (no read-modify-write, no per-append resize of a partial chunk)
-and holds at most a few chunks plus one sweep per sensor in memory, however long the drive.
+Streaming writes: points and image bytes are uncompressed zarr v3 arrays, and each append goes straight into the
+open chunk file of its sensor (:class:`~sensorlabel.drive.chunkio.ChunkStreamWriter`): no copy of the sweep, no
+buffering, no chunk rewritten, no ``zarr.json`` update until finalize sets each array's final shape once. The writer
+holds no sensor data in memory, however long the drive. Random access reads one sweep or image as byte ranges of the
+one or two chunk files holding it (:func:`~sensorlabel.drive.chunkio.read_rows`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sensorlabel.drive import schema
+from sensorlabel.drive import chunkio, schema
 from sensorlabel.drive.sensors import LidarSweep, SensorCalibration, checked_transform
 from sensorlabel.errors import CalibrationError, FormatError, SchemaError
 from sensorlabel.geometry.se3 import SE3, interpolate_poses
@@ -40,10 +42,6 @@ logger = logging.getLogger(__name__)
 
 #: How far outside the pose range world_SE3_ego extrapolates at constant velocity.
 MAX_POSE_EXTRAPOLATION_NS = 500_000_000
-#: Pending rows are written once this many whole chunks are buffered (6 MiB of points, 4 MiB of image bytes): zarr
-#: encodes the chunks of one write concurrently, so several chunks per write use more than one core. On a loaded
-#: 2-core machine 120 frames (120k points + 6 JPEGs each, 440 MB) took 3.6-6.2 s with 4 against 4.9-7.8 s with 1.
-_FLUSH_CHUNKS = 4
 #: Timestamps from this value on are shown as UTC dates in summaries (2001-09-09).
 _EPOCH_2001_NS = 1_000_000_000 * 1_000_000_000
 
@@ -75,53 +73,10 @@ def _as_timestamp(value, what: str, path: Path) -> int:
     return int(value)
 
 
-class _ChunkAppender:
-    """Appends rows to a zarr array along axis 0, writing only whole chunks (``_FLUSH_CHUNKS`` at a time) until
-    :meth:`close`.
-
-    Every write starts on a chunk boundary, so no chunk is ever read back and rewritten.
-    """
-
-    def __init__(self, array):
-        self._array = array
-        self._chunk_rows = array.chunks[0]
-        self._pending: list[np.ndarray] = []
-        self._num_pending = 0
-        self._num_written = 0
-
-    @property
-    def num_rows(self) -> int:
-        """Rows appended so far (written or pending)."""
-        return self._num_written + self._num_pending
-
-    def append(self, rows: np.ndarray) -> None:
-        self._pending.append(rows)
-        self._num_pending += len(rows)
-        if self._num_pending >= _FLUSH_CHUNKS * self._chunk_rows:
-            self._write(final=False)
-
-    def close(self) -> None:
-        self._write(final=True)
-
-    def _write(self, final: bool) -> None:
-        if not self._pending:
-            return
-        block = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
-        count = len(block) if final else (len(block) // self._chunk_rows) * self._chunk_rows
-        if count:
-            start = self._num_written
-            self._array.resize((start + count,) + self._array.shape[1:])
-            self._array[start : start + count] = block[:count]
-            self._num_written += count
-        rest = block[count:]
-        self._pending = [rest] if len(rest) else []
-        self._num_pending = len(rest)
-
-
 class _SeriesWriter:
     """One sensor's ragged series being written: rows, offsets and timestamps."""
 
-    def __init__(self, appender: _ChunkAppender | None):
+    def __init__(self, appender: chunkio.ChunkStreamWriter | None):
         self.appender = appender
         self.offsets = [0]
         self.timestamps_ns: list[int] = []
@@ -166,9 +121,9 @@ class DriveWriter:
                     dtype="uint8",
                     chunks=(schema.IMAGE_CHUNK_BYTES,),
                     compressors=None,
-                    config={"write_empty_chunks": True},
+                    fill_value=0,
                 )
-                self._series[sensor_name] = _SeriesWriter(_ChunkAppender(array))
+                self._series[sensor_name] = _SeriesWriter(chunkio.ChunkStreamWriter(array))
             else:
                 self._series[sensor_name] = _SeriesWriter(None)  # points array created at the first sweep (F known)
         self._done = False
@@ -183,6 +138,9 @@ class DriveWriter:
     def abort(self) -> None:
         """Discard everything written so far (removes the temporary folder)."""
         self._done = True
+        for series in self._series.values():
+            if series.appender is not None:
+                series.appender.discard()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     # ----- appending ---------------------------------------------------------------------------------------------
@@ -213,19 +171,21 @@ class DriveWriter:
 
         Args:
             sensor_name: a lidar of the drive's sensors.
-            points: (P,F) float in the lidar frame, columns named by ``fields``; stored as float32 (copied).
+            points: (P,F) float in the lidar frame, columns named by ``fields``; stored as float32. Written to disk
+                before this returns, so the caller may reuse the buffer.
             fields: ``x y z intensity`` then optionally ``ring``, ``t_offset_s``; the same for every sweep of a lidar.
             timestamp_ns: the sweep time (int ns), later than the previous sweep of this lidar.
 
         Raises:
             FormatError: unknown lidar, a bad shape, fields that differ from the first sweep, or a timestamp that
-                does not increase; the message names the drive, the sensor and the value.
+                does not increase; the message names the drive, the sensor and the value. Also a disk write failure.
         """
         series = self._sensor_series(sensor_name, "lidar")
         timestamp_ns = _as_timestamp(timestamp_ns, sensor_name, self.path)
         fields = tuple(fields)
         try:
-            sweep = LidarSweep(np.array(points, dtype=np.float32, copy=True), fields, timestamp_ns, sensor_name)
+            # no copy for C-contiguous float32 input: the rows go to disk before this call returns
+            sweep = LidarSweep(np.ascontiguousarray(points, dtype="<f4"), fields, timestamp_ns, sensor_name)
         except ValueError as exc:
             raise FormatError(self.path, f"{sensor_name} sweep at {timestamp_ns} ns: {exc}") from None
         if series.fields is None:
@@ -234,11 +194,11 @@ class DriveWriter:
                 shape=(0, len(fields)),
                 dtype="float32",
                 chunks=(schema.POINTS_CHUNK_ROWS, len(fields)),
-                compressors=schema.points_compressors(),
+                compressors=None,
+                fill_value=0.0,
                 attributes={"fields": list(fields)},
-                config={"write_empty_chunks": True},
             )
-            series.appender, series.fields = _ChunkAppender(array), fields
+            series.appender, series.fields = chunkio.ChunkStreamWriter(array), fields
         elif fields != series.fields:
             raise FormatError(
                 self.path,
@@ -246,24 +206,29 @@ class DriveWriter:
                 f"{series.fields}",
             )
         self._check_time(series, sensor_name, timestamp_ns)
-        series.appender.append(sweep.points)
-        series.offsets.append(series.appender.num_rows)
+        self._append_rows(series, sensor_name, sweep.points)
         series.timestamps_ns.append(timestamp_ns)
+
+    def _append_rows(self, series: _SeriesWriter, sensor_name: str, rows: np.ndarray) -> None:
+        try:
+            series.appender.append(rows)
+        except OSError as exc:
+            raise FormatError(self._tmp, f"{sensor_name}: cannot write: {exc.strerror or exc}") from None
+        series.offsets.append(series.appender.num_rows)
 
     def append_camera_image(self, sensor_name: str, encoded: bytes, timestamp_ns: int) -> None:
         """Append one encoded image (JPEG/PNG bytes exactly as in the source) of a camera.
 
         Raises:
-            FormatError: unknown camera, empty bytes, or a timestamp that does not increase.
+            FormatError: unknown camera, empty bytes, a timestamp that does not increase, or a disk write failure.
         """
         series = self._sensor_series(sensor_name, "camera")
         timestamp_ns = _as_timestamp(timestamp_ns, sensor_name, self.path)
-        data = np.frombuffer(bytes(encoded), dtype=np.uint8)
+        data = np.frombuffer(encoded if isinstance(encoded, bytes) else bytes(encoded), dtype=np.uint8)
         if len(data) == 0:
             raise FormatError(self.path, f"{sensor_name} image at {timestamp_ns} ns: empty image bytes")
         self._check_time(series, sensor_name, timestamp_ns)
-        series.appender.append(data)
-        series.offsets.append(series.appender.num_rows)
+        self._append_rows(series, sensor_name, data)
         series.timestamps_ns.append(timestamp_ns)
 
     def write_poses(self, timestamps_ns: np.ndarray, world_SE3_ego: SE3 | np.ndarray) -> None:
@@ -355,7 +320,8 @@ class DriveWriter:
                         shape=(0, 4),
                         dtype="float32",
                         chunks=(schema.POINTS_CHUNK_ROWS, 4),
-                        compressors=schema.points_compressors(),
+                        compressors=None,
+                        fill_value=0.0,
                         attributes={"fields": ["x", "y", "z", "intensity"]},
                     )
                 else:
@@ -567,9 +533,8 @@ class Drive:
     def _read_rows(self, series: schema.RaggedSeries, index: int, what: str) -> np.ndarray:
         if not 0 <= index < len(series.timestamps_ns):
             raise IndexError(f"{self.path}: {what} index {index} out of range [0, {len(series.timestamps_ns)})")
-        start, stop = int(series.offsets[index]), int(series.offsets[index + 1])
         try:
-            return series.data[start:stop]
+            return series.read(index)
         except (ValueError, RuntimeError, OSError, TypeError) as exc:
             where = self.path / schema.SENSORS_ZARR
             raise SchemaError(where, f"{what} record {index} is unreadable: {exc!r}") from None

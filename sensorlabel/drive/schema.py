@@ -25,9 +25,13 @@ in whole chunks while an importer streams images in, and one image reads as one 
 ``ceil(len / chunk) + 1`` chunk files (measured ~1.0 ms per 100-300 kB image with 1 MiB chunks against ~0.6 ms for
 the vlen dtype; both are far below a JPEG decode).
 
-Points use blosc-lz4 with byte shuffle at level 1: on a real KITTI sweep it decodes 1.6 MB in ~0.5 ms with ratio 1.22
-(zstd-1: ratio 1.56 but 3x slower to decode); random access to one 120k-point sweep is a few ms.
-Images are already compressed and are stored without a compressor.
+Points are stored uncompressed (the single zarr v3 ``bytes`` codec, little-endian), like the images, which are already
+compressed. Measured on real KITTI sweeps (120k x 4 float32): blosc-lz4 with byte shuffle gains only ratio 1.22 while
+its encode made import several times slower than reading the source files, and its decode is paid on every random
+access; disk space is not the constraint, bandwidth to and from the page cache is. Uncompressed chunks let
+:mod:`sensorlabel.drive.chunkio` stream rows straight into the chunk files at import and read a sweep or an image as
+byte ranges of the one or two chunk files that hold it. Stores written with blosc points (earlier builds of this
+schema version) still open and read through zarr.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from sensorlabel.drive import chunkio
 from sensorlabel.drive.sensors import SensorCalibration, checked_transform
 from sensorlabel.errors import CalibrationError, SchemaError
 from sensorlabel.geometry.camera import FisheyeCamera, PinholeCamera
@@ -50,22 +55,15 @@ FORMAT_TAG = "sensorlabel.drive"
 SENSORS_ZARR = "sensors.zarr"
 LABELS_SQLITE = "labels.sqlite"
 
-#: Rows per chunk of lidar points: 65536 x 6 float32 = 1.5 MiB; a 120k-point sweep touches 2-3 chunks.
-POINTS_CHUNK_ROWS = 65536
-#: Bytes per chunk of the encoded images.
-IMAGE_CHUNK_BYTES = 1 << 20
+#: Rows per chunk of lidar points: 131072 x 4 float32 = 2 MiB; a 120k-point KITTI sweep touches 1-2 chunk files.
+POINTS_CHUNK_ROWS = 131072
+#: Bytes per chunk of the encoded images (a KITTI PNG of ~0.8 MB touches 1-2 chunk files).
+IMAGE_CHUNK_BYTES = 1 << 21
 
 #: Camera model classes by their ``model`` name, for reading the calibration back.
 CAMERA_MODELS = {"pinhole": PinholeCamera, "fisheye": FisheyeCamera}
 
 REQUIRED_ATTRS = ("format", "schema_version", "name", "source_format", "sensors", "metadata")
-
-
-def points_compressors() -> tuple:
-    """The zarr codecs compressing lidar points: blosc lz4, byte shuffle, level 1."""
-    from zarr.codecs import BloscCodec, BloscShuffle
-
-    return (BloscCodec(cname="lz4", clevel=1, shuffle=BloscShuffle.shuffle, typesize=4),)
 
 
 def _json_value(value: Any) -> Any:
@@ -162,8 +160,14 @@ def _read_all(array, where: str) -> np.ndarray:
     return data
 
 
-def _check_complete(array, where: str) -> None:
-    """Every chunk of ``array`` must exist on disk (the writer writes all chunks, even all-zero ones)."""
+def _check_complete(array, raw: chunkio.RawLayout | None, where: str) -> None:
+    """Every chunk of ``array`` must exist on disk (the writer writes all chunks, even all-zero ones); chunk files of
+    an uncompressed array must also have their full size."""
+    if raw is not None:
+        problem = chunkio.check_chunk_files(raw, array.shape[0])
+        if problem is not None:
+            raise SchemaError(where, problem)
+        return
     stored, expected = array.nchunks_initialized, array.nchunks
     if stored != expected:
         raise SchemaError(where, f"truncated array: {stored} of {expected} chunks are present")
@@ -185,11 +189,25 @@ class RaggedSeries:
         data: the zarr array of rows (points (P,F) float32 or image bytes (B,) uint8).
         offsets: (S+1,) int64 in memory.
         timestamps_ns: (S,) int64 in memory.
+        raw: the chunk-file layout when ``data`` is uncompressed in a local store (records are then read as byte
+            ranges, see :mod:`sensorlabel.drive.chunkio`), else None (read through zarr).
     """
 
     data: Any
     offsets: np.ndarray
     timestamps_ns: np.ndarray
+    raw: chunkio.RawLayout | None = None
+
+    def read(self, index: int) -> np.ndarray:
+        """Rows of record ``index`` (no bounds check on ``index``; Drive checks it).
+
+        Raises:
+            OSError: a missing or short chunk file; ValueError/RuntimeError/TypeError: zarr cannot decode a chunk.
+        """
+        start, stop = int(self.offsets[index]), int(self.offsets[index + 1])
+        if self.raw is not None:
+            return chunkio.read_rows(self.raw, start, stop)
+        return self.data[start:stop]
 
 
 def _read_ragged(group, kind: str, name: str, data_key: str, dtype: str, ndim: int, where: str) -> RaggedSeries:
@@ -212,8 +230,9 @@ def _read_ragged(group, kind: str, name: str, data_key: str, dtype: str, ndim: i
             f"offsets must rise from 0 to the {data.shape[0]} rows of {data_key}; found {offsets[0]}..{offsets[-1]}",
         )
     _check_timestamps(timestamps, f"{node_where}/timestamps_ns")
-    _check_complete(data, f"{node_where}/{data_key}")
-    return RaggedSeries(data=data, offsets=offsets, timestamps_ns=timestamps)
+    raw = chunkio.raw_layout(data)
+    _check_complete(data, raw, f"{node_where}/{data_key}")
+    return RaggedSeries(data=data, offsets=offsets, timestamps_ns=timestamps, raw=raw)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -268,7 +268,8 @@ def amota(sequences: list[SequenceData], threshold: float, num_points: int = NUM
     for thr, r in zip(thresholds, recalls):
         c = ClearCounts()
         for seq in scored:
-            c = c + clear_counts(seq.with_min_track_score(thr), threshold)
+            # A 1e-9 tolerance: track means of equal scores differ in the last bit (sum / count).
+            c = c + clear_counts(seq.with_min_track_score(thr - 1e-9), threshold)
         n_gt = c.num_gt
         errors = c.fn + c.fp + c.ids
         smota.append(min(1.0, max(0.0, 1.0 - (errors - (1.0 - r) * n_gt) / (r * n_gt))))

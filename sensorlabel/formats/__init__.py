@@ -139,5 +139,5 @@ def atomic_write_bytes(path: str | Path, content: bytes) -> Path:
     return path
 
 
-__all__ = ["atomic_write_bytes", "EXPORTERS", "IMPORTERS", "export_drive", "get_exporter", "get_importer", "import_drive", "progress",
-           "show_progress"]
+__all__ = ["EXPORTERS", "IMPORTERS", "atomic_write_bytes", "export_drive", "get_exporter", "get_importer",
+           "import_drive", "progress", "show_progress"]

@@ -710,7 +710,8 @@ def write_mcap_from_drive(drive: Drive, path: str | Path, *, image_format: str =
             writer = Writer(handle, compression=compressions[compression], enable_crcs=crcs)
             schemas = {t: writer.register_msgdef(t, ros2_msgdef(t))
                        for t in (TF_MESSAGE, POINTCLOUD2, COMPRESSED_IMAGE, IMAGE, CAMERA_INFO)}
-            starts = [int(drive.lidar_timestamps_ns(n)[0]) for n in drive.lidar_names if len(drive.lidar_timestamps_ns(n))]
+            starts = [int(drive.lidar_timestamps_ns(n)[0]) for n in drive.lidar_names
+                      if len(drive.lidar_timestamps_ns(n))]
             starts += [int(drive.camera_timestamps_ns(n)[0]) for n in drive.camera_names
                        if len(drive.camera_timestamps_ns(n))]
             if drive.has_poses:

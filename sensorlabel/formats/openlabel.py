@@ -425,7 +425,8 @@ def read_openlabel(path: str | Path) -> OpenLabelScene:
             sources.append(str(texts.get("source", "")))
             confidence = nums.get("confidence", 1.0)
             if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
-                raise r.fail(f"{o_where}.object_data.num.confidence", f"expected a number in [0, 1], got {confidence!r}")
+                raise r.fail(f"{o_where}.object_data.num.confidence",
+                             f"expected a number in [0, 1], got {confidence!r}")
             scores.append(float(confidence))
     order = np.argsort(frame_ids, kind="stable")
     n = len(rows_frame)
@@ -435,6 +436,7 @@ def read_openlabel(path: str | Path) -> OpenLabelScene:
     return OpenLabelScene(
         name=str(name), frame_ids=np.asarray(frame_ids, dtype=np.int64)[order],
         frame_timestamps_ns=np.asarray(stamps, dtype=np.int64)[order], frame=np.asarray(rows_frame, dtype=np.int64),
-        boxes=boxes, object_uids=np.asarray(uids, dtype=str).reshape(n), sources=np.asarray(sources, dtype=str).reshape(n),
+        boxes=boxes, object_uids=np.asarray(uids, dtype=str).reshape(n),
+        sources=np.asarray(sources, dtype=str).reshape(n),
         world_SE3_ego=world, streams=streams,
     )

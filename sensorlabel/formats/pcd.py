@@ -1,4 +1,4 @@
-"""Point cloud files: PCD (ascii, binary, binary_compressed), PLY and KITTI-style float32 ``.bin``, and a folder of them.
+"""Point cloud files: PCD (ascii, binary, binary_compressed), PLY, KITTI-style float32 ``.bin``, and folders of them.
 
 Readers
     :func:`read_pcd` parses any PCD v0.5-0.7 header (FIELDS/SIZE/TYPE/COUNT with ``COUNT 0`` and ``_`` padding
@@ -201,7 +201,8 @@ def _header_lines(raw: bytes, path: Path, terminator: bytes, what: str) -> tuple
         lines.append(text)
         if text.split("#", 1)[0].strip().split(" ", 1)[0] == terminator.decode():
             return lines, pos
-    raise FormatError(path, f"no '{terminator.decode()}' line in the first {limit} bytes: not a {what} file or truncated")
+    raise FormatError(path, f"no '{terminator.decode()}' line in the first {limit} bytes: not a {what} file, or "
+                            "truncated")
 
 
 def _int_value(path: Path, key: str, text: str, minimum: int = 0) -> int:
@@ -361,7 +362,8 @@ def read_pcd_payload(raw: bytes, header: PcdHeader, path: str | Path) -> dict[st
             raise FormatError(path, f"binary payload has {len(payload)} bytes, POINTS {header.points} x "
                                     f"{header.record_size} bytes = {needed} needed (truncated file?)")
         if len(payload) > needed:
-            logger.debug("%s: ignoring %d bytes after the last of %d points", path, len(payload) - needed, header.points)
+            logger.debug("%s: ignoring %d bytes after the last of %d points", path, len(payload) - needed,
+                         header.points)
         return _columns_from_records(np.frombuffer(payload, dtype=header.record_dtype(), count=header.points))
     if len(payload) < 8:
         raise FormatError(path, "binary_compressed payload has no size words")
@@ -558,7 +560,8 @@ def read_bin(path: str | Path, num_columns: int = 4) -> PointColumns:
         raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
     record = 4 * num_columns
     if len(raw) % record:
-        raise FormatError(path, f"size {len(raw)} bytes is not a multiple of {record} ({num_columns} float32 per point)")
+        raise FormatError(path, f"size {len(raw)} bytes is not a multiple of {record} ({num_columns} float32 per "
+                                "point)")
     table = np.frombuffer(raw, dtype="<f4").reshape(-1, num_columns)
     names = ("x", "y", "z", "intensity", "ring")[:num_columns]
     return PointColumns(path, {n: table[:, j].copy() for j, n in enumerate(names)}, len(table))

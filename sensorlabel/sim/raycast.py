@@ -97,26 +97,32 @@ class Raycaster:
 
         self.world = world
         self._o3d = o3d
+        self._static_vertices = o3d.core.Tensor(world.static.vertices.astype(np.float32))
+        self._static_triangles = o3d.core.Tensor(world.static.triangles.astype(np.uint32))
         self.static_scene = o3d.t.geometry.RaycastingScene()
-        self.static_scene.add_triangles(o3d.core.Tensor(world.static.vertices.astype(np.float32)),
-                                        o3d.core.Tensor(world.static.triangles.astype(np.uint32)))
+        self.static_scene.add_triangles(self._static_vertices, self._static_triangles)
         self.class_scenes = []
         self._class_meshes = [class_mesh(label) for label in CLASSES]
         for verts, tris in self._class_meshes:
             scene = o3d.t.geometry.RaycastingScene()
             scene.add_triangles(o3d.core.Tensor(verts.astype(np.float32)), o3d.core.Tensor(tris.astype(np.uint32)))
             self.class_scenes.append(scene)
+        # Objects are meshed class by class, in index order within a class (see _scene_with_objects).
+        self._posed_triangle_object = np.concatenate(
+            [np.repeat(np.flatnonzero(world.object_class == c), len(self._class_meshes[c][1])) for c in
+             range(len(CLASSES))] + [np.zeros(0, np.int64)])
         lwh = world.object_lwh_m
         self.bound_radius_m = np.linalg.norm(lwh, axis=1) / 2 if len(lwh) else np.zeros(0)
         self.object_speed_bound = world.objects.speed_bound_mps() if len(lwh) else np.zeros(0)
 
-    def _posed_objects_scene(self, t_s: float):
-        """A RaycastingScene of all objects posed at time t_s (world frame); sets the triangle -> object map."""
+    def _scene_with_objects(self, t_s: float):
+        """A RaycastingScene of the static world (geometry 0) and all objects posed at time t_s (geometry 1, world
+        frame); object triangle i belongs to object ``self._posed_triangle_object[i]``."""
         world = self.world
         n_obj = len(world.object_lwh_m)
         centre, yaw = world.object_states(np.arange(n_obj), np.full(n_obj, t_s))
         cos, sin = np.cos(yaw), np.sin(yaw)
-        verts, tris, owner = [], [], []
+        verts, tris = [], []
         count = 0
         for c in range(len(CLASSES)):
             members = np.flatnonzero(world.object_class == c)
@@ -130,12 +136,11 @@ class Raycaster:
             verts.append(v.reshape(-1, 3))
             offsets = count + np.arange(len(members))[:, None, None] * len(unit_v)
             tris.append((unit_t[None] + offsets).reshape(-1, 3))
-            owner.append(np.repeat(members, len(unit_t)))
             count += v.shape[0] * v.shape[1]
         scene = self._o3d.t.geometry.RaycastingScene()
+        scene.add_triangles(self._static_vertices, self._static_triangles)
         scene.add_triangles(self._o3d.core.Tensor(np.concatenate(verts).astype(np.float32)),
                             self._o3d.core.Tensor(np.concatenate(tris).astype(np.uint32)))
-        self._posed_triangle_object = np.concatenate(owner)
         return scene
 
     def _cast(self, scene, origins: np.ndarray, dirs: np.ndarray) -> dict:
@@ -143,7 +148,7 @@ class Raycaster:
 
     def _cast_rays(self, scene, rays: np.ndarray) -> dict:
         out = scene.cast_rays(self._o3d.core.Tensor(rays))
-        return {key: out[key].numpy() for key in ("t_hit", "primitive_ids", "primitive_normals")}
+        return {key: out[key].numpy() for key in ("t_hit", "primitive_ids", "primitive_normals", "geometry_ids")}
 
     def cast(self, grid: RayGrid, times_s: np.ndarray, world_SE3_sensor: SE3, max_range_m: float) -> Hits:
         """Cast a ray grid; group g is measured at ``times_s[g]`` from the pose ``world_SE3_sensor[g]``.
@@ -171,31 +176,28 @@ class Raycaster:
         n_rays = len(dirs)
         group = np.arange(n_rays) // m_count
 
-        # --- static world ---
+        # --- static world (and, for one instant seen from one viewpoint, the objects posed at that instant) ---
         rays = np.empty((g_count, m_count, 6), dtype=np.float32)
         rays[:, :, :3] = origins[:, None, :]
         rays[:, :, 3:] = dirs.reshape(g_count, m_count, 3)
-        res = self._cast_rays(self.static_scene, rays.reshape(-1, 6))
+        single_time = (len(times_s) > 0 and bool(np.all(times_s == times_s[0])) and len(world.object_lwh_m) > 0
+                       and bool(np.all(origins == origins[:1])))
+        scene = self._scene_with_objects(float(times_s[0])) if single_time else self.static_scene
+        res = self._cast_rays(scene, rays.reshape(-1, 6))
         t = res["t_hit"].astype(np.float64)
-        tri = np.where(np.isfinite(t), res["primitive_ids"].astype(np.int64), -1)
+        prim = res["primitive_ids"].astype(np.int64)
+        on_object = np.isfinite(t) & (res["geometry_ids"] == 1) if single_time else np.zeros(n_rays, dtype=bool)
+        tri = np.where(np.isfinite(t) & ~on_object, prim, -1)
         material = np.where(tri >= 0, world.static.material[np.maximum(tri, 0)], -1)
         ground = np.flatnonzero(material == GROUND)
         t[ground] = -origins[group[ground], 2] / dirs[ground, 2]
         normal = res["primitive_normals"]  # unit, float32
         normal[ground] = [0.0, 0.0, 1.0]
         obj = np.full(n_rays, -1, dtype=np.int64)
+        if single_time:
+            obj[on_object] = self._posed_triangle_object[prim[on_object]]
 
-        # --- objects ---
-        single_time = len(times_s) > 0 and np.all(times_s == times_s[0]) and len(world.object_lwh_m) > 0
-        if single_time and np.all(origins == origins[:1]):
-            # One instant and one viewpoint (a global-shutter camera): cast against the objects posed at that time.
-            res = self._cast_rays(self._posed_objects_scene(float(times_s[0])), rays.reshape(-1, 6))
-            t_obj = res["t_hit"].astype(np.float64)
-            nearer = np.flatnonzero(t_obj < t)
-            t[nearer] = t_obj[nearer]
-            obj[nearer] = self._posed_triangle_object[res["primitive_ids"][nearer]]
-            material[nearer], tri[nearer] = -1, -1
-            normal[nearer] = res["primitive_normals"][nearer]
+        # --- objects, each ray at its own time ---
         pairs = None if single_time else self._candidates(grid, times_s, world_SE3_sensor, max_range_m)
         if pairs is not None:
             k, ray = pairs

@@ -21,6 +21,7 @@ every return and :meth:`SimDrive.point_times_ns` its exact time.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -120,6 +121,7 @@ class SimDrive:
                                                    readout_s=config.camera_readout_s)
         self._camera_grids: dict[str, tuple[RayGrid, np.ndarray]] = {}
         self._sweeps: OrderedDict[int, _SweepData] = OrderedDict()
+        self._lock = threading.Lock()  # frames may be generated from several threads (see write_sim_drive)
 
     # ----- time and poses ------------------------------------------------------------------------------------------
     def _seconds(self, timestamps_ns) -> np.ndarray:
@@ -147,9 +149,10 @@ class SimDrive:
     # ----- lidar ---------------------------------------------------------------------------------------------------
     def _sweep_data(self, frame: int) -> _SweepData:
         frame = self._check_frame(frame)
-        if frame in self._sweeps:
-            self._sweeps.move_to_end(frame)
-            return self._sweeps[frame]
+        with self._lock:
+            if frame in self._sweeps:
+                self._sweeps.move_to_end(frame)
+                return self._sweeps[frame]
         cfg = self.config
         times_ns = int(self.frame_timestamps_ns[frame]) + self._column_offset_ns
         world_SE3_lidar = self.world_SE3_ego_at(times_ns).compose(EGO_SE3_LIDAR)
@@ -169,9 +172,10 @@ class SimDrive:
         obj = hits.object_index[keep]
         track = np.where(obj >= 0, self.world.track_id[np.maximum(obj, 0)] if len(self.world.track_id) else -1, -1)
         data = _SweepData(points, track.astype(np.int64), hits.point_world[keep], times_ns[column])
-        self._sweeps[frame] = data
-        if len(self._sweeps) > _CACHE_FRAMES:
-            self._sweeps.popitem(last=False)
+        with self._lock:
+            self._sweeps[frame] = data
+            if len(self._sweeps) > _CACHE_FRAMES:
+                self._sweeps.popitem(last=False)
         return data
 
     def _intensity(self, hits: Hits, keep: np.ndarray) -> np.ndarray:
@@ -218,6 +222,10 @@ class SimDrive:
         return self.frame_timestamps_ns + int(round(self.config.camera_time_offset_s * 1e9))
 
     def _camera_grid(self, camera: str) -> tuple[RayGrid, np.ndarray]:
+        with self._lock:
+            return self._camera_grid_locked(camera)
+
+    def _camera_grid_locked(self, camera: str) -> tuple[RayGrid, np.ndarray]:
         if camera not in self._camera_grids:
             model = self._camera(camera).camera
             width, height = model.width_px, model.height_px

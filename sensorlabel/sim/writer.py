@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ WITH_LABELS = ("none", "truth")
 
 
 def write_sim_drive(sim: SimDrive, path: str | os.PathLike, with_labels: str = "none", *, overwrite: bool = False,
-                    name: str | None = None, progress=None):
+                    name: str | None = None, progress=None, workers: int = 2):
     """Generate every sweep and image of ``sim`` and write them as a drive.
 
     The drive holds the 100 Hz exact ego poses, one lidar sweep per frame and one JPEG per camera per frame; its
@@ -33,6 +34,7 @@ def write_sim_drive(sim: SimDrive, path: str | os.PathLike, with_labels: str = "
         overwrite: replace an existing drive.
         name: the drive's name (default: the folder name without ``.drive``).
         progress: optional callable ``progress(done_frames, total_frames)``.
+        workers: threads generating frames concurrently.
 
     Returns:
         The opened Drive.
@@ -51,14 +53,18 @@ def write_sim_drive(sim: SimDrive, path: str | os.PathLike, with_labels: str = "
     with Drive.create(path, name=drive_name, source_format="sim", sensors=sim.sensors, overwrite=overwrite,
                       metadata=metadata) as writer:
         writer.write_poses(sim.pose_timestamps_ns, sim.world_SE3_ego)
-        for frame in range(sim.num_frames):
-            sweep = sim.sweep(frame)
-            writer.append_lidar_sweep(LIDAR_NAME, sweep.points, sweep.fields, sweep.timestamp_ns)
-            for camera in sim.camera_names:
-                writer.append_camera_image(camera, sim.camera_image_bytes(camera, frame),
-                                           int(sim.camera_timestamps_ns(camera)[frame]))
-            if progress is not None:
-                progress(frame + 1, sim.num_frames)
+
+        def generate(frame: int):
+            return sim.sweep(frame), [sim.camera_image_bytes(camera, frame) for camera in sim.camera_names]
+
+        # Frames are generated two at a time (Open3D and most of numpy release the GIL) and written in order.
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for frame, (sweep, images) in enumerate(pool.map(generate, range(sim.num_frames))):
+                writer.append_lidar_sweep(LIDAR_NAME, sweep.points, sweep.fields, sweep.timestamp_ns)
+                for camera, encoded in zip(sim.camera_names, images):
+                    writer.append_camera_image(camera, encoded, int(sim.camera_timestamps_ns(camera)[frame]))
+                if progress is not None:
+                    progress(frame + 1, sim.num_frames)
         drive = writer.finalize(sim.frame_timestamps_ns)
     if with_labels == "truth":
         per_frame = [sim.truth_boxes_ego(f) for f in range(sim.num_frames)]

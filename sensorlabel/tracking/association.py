@@ -37,7 +37,6 @@ from scipy.optimize import linear_sum_assignment
 METRICS = ("iou_3d", "giou_3d", "giou_bev", "center_distance")
 _METRIC_CODE = {name: i for i, name in enumerate(METRICS)}
 _EPS = 1e-9
-_INFEASIBLE = 1e6
 
 _CORNER_SIGNS_BEV = np.array([[1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0]])
 
@@ -175,11 +174,19 @@ def associate(
     is_distance = codes == _METRIC_CODE["center_distance"]
     admissible = np.where(is_distance, -affinity <= threshold, affinity >= threshold)
     rows, cols, affinity = rows[admissible], cols[admissible], affinity[admissible]
-    cost = np.full((t, d), _INFEASIBLE)
-    cost[rows, cols] = -affinity
-    match_r, match_c = linear_sum_assignment(cost)
-    ok = cost[match_r, match_c] < _INFEASIBLE
-    match_r, match_c = match_r[ok], match_c[ok]
+    # Solve only over the tracks and detections that have an admissible pair. Forbidden entries get a cost larger
+    # than any sum of admissible ones (so the assignment maximises the number of matches, then the affinity)
+    # but small enough to keep the affinities' precision.
+    used_r, sub_r = np.unique(rows, return_inverse=True)
+    used_c, sub_c = np.unique(cols, return_inverse=True)
+    span = float(np.abs(affinity).max(initial=0.0)) + 1.0
+    forbidden = 2.0 * span * (min(used_r.size, used_c.size) + 1)
+    cost = np.full((used_r.size, used_c.size), forbidden)
+    cost[sub_r.reshape(-1), sub_c.reshape(-1)] = -affinity
+    sr, sc = linear_sum_assignment(cost)
+    ok = cost[sr, sc] < forbidden
+    sr, sc = sr[ok], sc[ok]
+    match_r, match_c = used_r[sr], used_c[sc]
     matches = np.stack([match_r, match_c], axis=1).astype(np.int64)
     track_free = np.ones(t, dtype=bool)
     track_free[match_r] = False
@@ -187,7 +194,7 @@ def associate(
     det_free[match_c] = False
     return Association(
         matches=matches,
-        affinity=-cost[match_r, match_c],
+        affinity=-cost[sr, sc],
         unmatched_tracks=np.flatnonzero(track_free),
         unmatched_detections=np.flatnonzero(det_free),
     )

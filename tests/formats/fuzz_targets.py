@@ -64,13 +64,19 @@ def random_ops(rng: np.random.Generator) -> list[tuple[str, int, int, bytes]]:
 
 @dataclass(frozen=True)
 class FuzzTarget:
-    """One reader: ``read(path)`` on a file called ``filename``, seeds to mutate, and ``check`` for successes."""
+    """One reader: ``read(path)`` on a file called ``filename``, seeds to mutate, and ``check`` for successes.
+
+    ``setup(folder)`` writes the files a reader finds beside its input (data files an index points to); with it the
+    FormatError may name one of those files instead of the mutated one (``names_input`` False).
+    """
 
     name: str
     filename: str
     seeds: Callable[[], list[bytes]]
     read: Callable[[Path], object]
     check: Callable[[object], None]
+    setup: Callable[[Path], None] | None = None
+    names_input: bool = True
 
 
 def run_case(target: FuzzTarget, data: bytes, path: Path) -> str:
@@ -84,8 +90,9 @@ def run_case(target: FuzzTarget, data: bytes, path: Path) -> str:
     try:
         result = target.read(path)
     except FormatError as exc:
-        if str(path) not in str(exc):
-            raise AssertionError(f"{target.name}: FormatError does not name {path}: {exc}") from None
+        named = str(path) if target.names_input else str(path.parent)
+        if named not in str(exc):
+            raise AssertionError(f"{target.name}: FormatError does not name {named}: {exc}") from None
         return "format_error"
     target.check(result)
     return "ok"
@@ -96,8 +103,9 @@ def run_case(target: FuzzTarget, data: bytes, path: Path) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 def _pcd_seeds() -> list[bytes]:
     xyz = np.array([[1, 2, 3], [4, 5, 6], [-1, 0.5, 2], [0, 0, 0]], dtype="<f4")
-    ascii_pcd = (b"# .PCD v0.7 # comment\nVERSION 0.7\nFIELDS x y z intensity rgb\n# inside the header\nSIZE 4 4 4 1 4\n"
-                 b"TYPE F F F U F\nCOUNT 1 1 1 1 3\nWIDTH 4\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS 4\nDATA ascii\n"
+    ascii_pcd = (b"# .PCD v0.7 # comment\nVERSION 0.7\nFIELDS x y z intensity rgb\n# inside the header\n"
+                 b"SIZE 4 4 4 1 4\nTYPE F F F U F\nCOUNT 1 1 1 1 3\nWIDTH 4\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\n"
+                 b"POINTS 4\nDATA ascii\n"
                  + b"".join(b"%g %g %g %d 0.1 0.2 0.3\n" % (*row, i) for i, row in enumerate(xyz.tolist())))
     dtype = np.dtype({"names": ["x", "y", "z", "intensity", "ring"], "formats": ["<f4", "<f4", "<f4", "<f4", "<u2"],
                       "offsets": [0, 4, 8, 16, 20], "itemsize": 22})
@@ -135,8 +143,9 @@ def _sustech_pcd_seed() -> list[bytes]:
         "formats": ["<f4", "<f4", "<f4", "<f4", "<f8", "<u2"], "offsets": [0, 4, 8, 16, 24, 32], "itemsize": 48}))
     records["x"], records["y"], records["z"] = [1, 2, 3], [4, 5, 6], [0.5, 0.5, 0.5]
     records["intensity"], records["timestamp"], records["ring"] = [0, 100, 255], [1820.80, 1820.85, 1820.89], [0, 5, 39]
-    header = (b"# .PCD v0.7 - Point Cloud Data file format\nVERSION 0.7\nFIELDS x y z _ intensity _ timestamp _ ring _\n"
-              b"SIZE 4 4 4 1 4 1 8 1 2 1\nTYPE F F F U F U F U U U\nCOUNT 1 1 1 4 1 0 1 6 1 12\nWIDTH 3\nHEIGHT 1\n"
+    header = (b"# .PCD v0.7 - Point Cloud Data file format\nVERSION 0.7\n"
+              b"FIELDS x y z _ intensity _ timestamp _ ring _\nSIZE 4 4 4 1 4 1 8 1 2 1\nTYPE F F F U F U F U U U\n"
+              b"COUNT 1 1 1 4 1 0 1 6 1 12\nWIDTH 3\nHEIGHT 1\n"
               b"VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 3\nDATA binary\n")
     return [header + records.tobytes() + b"\x00" * 16]
 
@@ -265,6 +274,45 @@ def _av2_annotations_seed() -> list[bytes]:
         "num_interior_pts": np.array([100, 12], np.uint32)})]
 
 
+def _nuscenes_lidar_seed() -> list[bytes]:
+    return [np.arange(15, dtype="<f4").tobytes()]
+
+
+def _nuscenes_submission_seed() -> list[bytes]:
+    entry = {"sample_token": "tok0", "translation": [400.0, 1100.0, 1.0], "size": [1.9, 4.5, 1.6],
+             "rotation": [0.9, 0.0, 0.0, 0.436], "velocity": [1.0, 0.0], "tracking_id": "3", "tracking_name": "car",
+             "tracking_score": 0.8}
+    return [json.dumps({"meta": {"use_lidar": True}, "results": {"tok0": [entry], "tok1": []}}).encode()]
+
+
+def _nuscenes_info_seed() -> list[bytes]:
+    identity = [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]]
+    cam2ego = [[0, 0, 1.0, 1.5], [-1.0, 0, 0, 0], [0, -1.0, 0, 1.5], [0, 0, 0, 1.0]]
+    sample = {
+        "sample_idx": 0, "token": "tok0", "timestamp": 1532402927.647951, "ego2global": identity,
+        "lidar_points": {"num_pts_feats": 5, "lidar_path": "lidar.pcd.bin", "lidar2ego": identity},
+        "images": {"CAM_FRONT": {"img_path": "cam.jpg", "cam2img": [[50.0, 0, 4.0], [0, 50.0, 4.0], [0, 0, 1.0]],
+                                 "cam2ego": cam2ego, "timestamp": 1532402927.612460}},
+        "instances": [{"bbox_3d": [5.0, 1.0, -1.5, 4.5, 1.9, 1.6, 0.3], "bbox_label_3d": 0},
+                      {"bbox_3d": [8.0, -2.0, -1.6, 0.7, 0.6, 1.8, 1.2], "bbox_label_3d": 7}],
+    }
+    info = {"metainfo": {"categories": {"car": 0, "pedestrian": 7}, "version": "v1.0-mini"}, "data_list": [sample]}
+    return [json.dumps(info).encode()]
+
+
+def _nuscenes_info_files(folder: Path) -> None:
+    import cv2
+
+    np.arange(15, dtype="<f4").tofile(folder / "lidar.pcd.bin")
+    cv2.imwrite(str(folder / "cam.jpg"), np.full((8, 8, 3), 128, np.uint8))
+
+
+def _import_nuscenes_info(path: Path):
+    from sensorlabel.formats.nuscenes import import_nuscenes
+
+    return import_nuscenes(path, path.parent / "out.drive", overwrite=True)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # checks of successful reads
 # ----------------------------------------------------------------------------------------------------------------
@@ -339,9 +387,25 @@ def _check_av2_annotations(result) -> None:
     _check_boxes(boxes)
 
 
+def _check_submission(result) -> None:
+    for boxes in result.values():
+        _check_boxes(boxes)
+
+
+def _check_nuscenes_lidar(points) -> None:
+    assert points.ndim == 2 and points.shape[1] == 5 and np.isfinite(points).all()
+
+
+def _check_drive(drive) -> None:
+    records = drive.labels.query()
+    _check_boxes(records.boxes)
+    assert drive.num_frames >= 1
+    drive.close()
+
+
 def targets() -> list[FuzzTarget]:
     """Every reader under fuzz (imports are deferred so collecting the tests stays cheap)."""
-    from sensorlabel.formats import av2, kitti, mcap, openlabel, pcd, sustech
+    from sensorlabel.formats import av2, kitti, mcap, nuscenes, openlabel, pcd, sustech
 
     return [
         FuzzTarget("pcd", "cloud.pcd", _pcd_seeds, pcd.read_pcd, _check_columns),
@@ -363,4 +427,10 @@ def targets() -> list[FuzzTarget]:
         FuzzTarget("av2-lidar", "315969904359876000.feather", _av2_lidar_seed, av2.read_av2_lidar, _check_av2_lidar),
         FuzzTarget("av2-annotations", "annotations.feather", _av2_annotations_seed, av2.read_av2_annotations,
                    _check_av2_annotations),
+        FuzzTarget("nuscenes-lidar", "LIDAR_TOP.pcd.bin", _nuscenes_lidar_seed, nuscenes.read_nuscenes_lidar,
+                   _check_nuscenes_lidar),
+        FuzzTarget("nuscenes-submission", "results_tracking.json", _nuscenes_submission_seed,
+                   nuscenes.read_nuscenes_submission, _check_submission),
+        FuzzTarget("nuscenes-info", "scene.info.json", _nuscenes_info_seed, _import_nuscenes_info, _check_drive,
+                   setup=_nuscenes_info_files, names_input=False),
     ]

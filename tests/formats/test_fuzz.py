@@ -42,6 +42,8 @@ def test_reader_survives_mutated_files(name, workdir):
     seeds = target.seeds()
     path = workdir / name / target.filename
     path.parent.mkdir(exist_ok=True)
+    if target.setup is not None:
+        target.setup(path.parent)
     for seed in seeds:  # the seeds themselves must read
         assert run_case(target, seed, path) == "ok"
     outcomes = {"ok": 0, "format_error": 0}

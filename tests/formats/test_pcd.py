@@ -149,7 +149,8 @@ def test_lidar_field_mapping_and_time_conventions():
     points, fields = columns_to_lidar_points(ouster, "a.pcd")
     assert fields == ("x", "y", "z", "intensity", "ring", "t_offset_s")
     np.testing.assert_allclose(points[:, 5], [0, 0.025, 0.05, 0.075], atol=1e-9)
-    hesai = {**base, "intensity": np.ones(n, np.float32), "timestamp": 1_600_000_000.0 + np.array([0, 0.01, 0.02, 0.03])}
+    hesai = {**base, "intensity": np.ones(n, np.float32),
+             "timestamp": 1_600_000_000.0 + np.array([0, 0.01, 0.02, 0.03])}
     points, _ = columns_to_lidar_points(hesai, "a.pcd", timestamp_ns=1_600_000_000_000_000_000)
     np.testing.assert_allclose(points[:, 4], [0, 0.01, 0.02, 0.03], atol=1e-6)
     organised = {**base, "x": np.array([1, np.nan, 3, np.inf], np.float32)}

@@ -8,7 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import shapely
 
 from sensorlabel.formats.kitti import kitti_to_boxes_velo, read_kitti_calib, read_kitti_object_labels
 from sensorlabel.fusion import (

@@ -1,0 +1,199 @@
+"""Tracker on the KITTI tracking sequences: sAMOTA, MOTA, IDS, HOTA and frames per second.
+
+Detections come from the KITTI tracking ground truth in ``../shared/data/kitti_tracking`` (10 labelled sequences)
+through the seeded error model of ``benchmarks/kitti_detections.py`` (misses, noise, heading flips, false positives,
+scores), written to a temporary folder (the data is non-commercial and stays out of the repository).
+
+Speed (tracker ``update`` calls only; reading files and converting boxes are excluded, the same for every variant):
+
+* ``online``: one :class:`Tracker` per sequence, frame after frame -- the online case.
+* ``lockstep``: all sequences in one tracker, one stream each (what ``sensorlabel track`` does for a folder);
+  frames per second count every sequence's frames.
+* ``baseline``: the same tracker with per-track Kalman predict/update calls and per-pair affinities in Python
+  loops (the AB3DMOT style), checked to give the same tracks; the ratio online / baseline is the vectorisation gain.
+
+Metrics: ``sensorlabel.eval.kitti_filter.evaluate_kitti_tracking`` on the lockstep results (3D IoU 0.25, KITTI's
+filtering rules). Usage: ``python benchmarks/bench_tracking.py [--quick] [--seed 0]``. Prints one JSON line, writes
+``benchmarks/results/tracking.json`` and ``benchmarks/results/tracking.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from kitti_detections import KITTI_TRACKING, generate  # noqa: E402
+
+from sensorlabel.eval.kitti_filter import evaluate_kitti_tracking  # noqa: E402
+from sensorlabel.formats.kitti import write_kitti_tracking_labels  # noqa: E402
+from sensorlabel.tracking.association import METRICS, Association, paired_affinity  # noqa: E402
+from sensorlabel.tracking.kitti_detections import (  # noqa: E402
+    UP_SE3_RECT,
+    kitti_sensor_frame_config,
+    read_kitti_detections,
+    run_tracker,
+    split_frames,
+    track_kitti_sequences,
+)
+from sensorlabel.tracking.tracker import Tracker  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+QUICK_SEQS = ["0000", "0003", "0017"]
+
+
+class LoopTracker(Tracker):
+    """The same tracker with one Kalman call per track and one affinity call per pair (the baseline)."""
+
+    def _predict(self, group, dt_s):
+        for i in range(len(group)):
+            x, P = group.model.predict(group.x[i:i + 1], group.P[i:i + 1], dt_s)
+            group.x[i], group.P[i] = x[0], P[0]
+
+    def _correct(self, group, rows, box7):
+        for r, z in zip(rows, box7):
+            x, P = group.model.update(group.x[r:r + 1], group.P[r:r + 1], z[None])
+            group.x[r], group.P[r] = x[0], P[0]
+
+    def _associate(self, tracks_box7, track_class, detections_box7, detection_class, track_stream, detection_stream):
+        t, d = len(tracks_box7), len(detections_box7)
+        pairs, values = [], []
+        for i in range(t):
+            for j in range(d):
+                if track_class[i] != detection_class[j] or track_stream[i] != detection_stream[j]:
+                    continue
+                a, b = tracks_box7[i:i + 1], detections_box7[j:j + 1]
+                gate = 0.5 * (np.linalg.norm(a[0, 4:7]) + np.linalg.norm(b[0, 4:7])) + self.config.gate_margin_m
+                if np.linalg.norm(a[0, :3] - b[0, :3]) > gate:
+                    continue
+                metric = METRICS[self._metric[track_class[i]]]
+                value = float(paired_affinity(a, b, metric)[0])
+                thr = self._threshold[track_class[i]]
+                if (-value <= thr) if metric == "center_distance" else (value >= thr):
+                    pairs.append((i, j))
+                    values.append(value)
+        if not pairs:
+            return Association(np.zeros((0, 2), np.int64), np.zeros(0), np.arange(t), np.arange(d))
+        rows = sorted({p[0] for p in pairs})
+        cols = sorted({p[1] for p in pairs})
+        span = max(abs(v) for v in values) + 1.0
+        forbidden = 2.0 * span * (min(len(rows), len(cols)) + 1)
+        cost = np.full((len(rows), len(cols)), forbidden)
+        for (i, j), v in zip(pairs, values):
+            cost[rows.index(i), cols.index(j)] = -v
+        sr, sc = linear_sum_assignment(cost)
+        ok = cost[sr, sc] < forbidden
+        mr, mc = np.asarray(rows)[sr[ok]], np.asarray(cols)[sc[ok]]
+        return Association(np.stack([mr, mc], axis=1).astype(np.int64), -cost[sr[ok], sc[ok]],
+                           np.setdiff1d(np.arange(t), mr), np.setdiff1d(np.arange(d), mc))
+
+
+def _timed(tracker: Tracker, batch) -> tuple[float, list]:
+    start = time.perf_counter()
+    outputs = run_tracker(tracker, batch)
+    return time.perf_counter() - start, outputs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"only sequences {QUICK_SEQS}")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if not (KITTI_TRACKING / "label_02").is_dir():
+        print(json.dumps({"skipped": f"KITTI tracking labels not found at {KITTI_TRACKING}"}))
+        return 0
+    config = kitti_sensor_frame_config()
+    with tempfile.TemporaryDirectory() as tmp:
+        det_dir, res_dir = Path(tmp) / "detections", Path(tmp) / "results"
+        names = generate(det_dir, args.seed, QUICK_SEQS if args.quick else None)
+        tables = [read_kitti_detections(det_dir / f"{n}.txt") for n in names]
+        batches = [split_frames([t], [UP_SE3_RECT]) for t in tables]
+        frames = int(sum(b.num_frames for b in batches))
+        detections = int(sum(len(t) for t in tables))
+
+        t_online, outs_online = 0.0, []
+        for b in batches:
+            dt, outs = _timed(Tracker(config), b)
+            t_online += dt
+            outs_online.append(outs)
+        t_lockstep, _ = _timed(Tracker(config), split_frames(tables, [UP_SE3_RECT] * len(tables)))
+        t_base, identical = 0.0, True
+        for b, ref in zip(batches, outs_online):
+            dt, outs = _timed(LoopTracker(config), b)
+            t_base += dt
+            identical &= all(np.array_equal(o.track_id, r.track_id) and np.allclose(o.box7, r.box7)
+                             for o, r in zip(outs, ref))
+
+        res_dir.mkdir()
+        for name, result in zip(names, track_kitti_sequences(tables, None, config)):
+            write_kitti_tracking_labels(res_dir / f"{name}.txt", result)
+        report = evaluate_kitti_tracking(KITTI_TRACKING / "label_02", res_dir, names)
+
+    fps_online, fps_lockstep, fps_base = frames / t_online, frames / t_lockstep, frames / t_base
+    keys = ("sAMOTA", "AMOTA", "AMOTP", "MOTA", "MOTP", "IDS", "FRAG", "FP", "FN", "HOTA", "precision", "recall")
+    record = {
+        "benchmark": "tracking_kitti",
+        "sequences": names,
+        "frames": frames,
+        "detections": detections,
+        "mean_detections_per_frame": detections / frames,
+        "fps_online": fps_online,
+        "fps_lockstep_all_sequences": fps_lockstep,
+        "fps_baseline_python_loops": fps_base,
+        "speedup_online_vs_baseline": fps_online / fps_base,
+        "baseline_identical_tracks": bool(identical),
+        "target_fps": 1000,
+        "meets_target_online": fps_online >= 1000,
+        "metrics": {cls: {k: m[k] for k in keys} for cls, m in report["classes"].items()},
+        "iou_threshold": 0.25,
+        "tracker_config": config.to_dict(),
+        "detections_seed": args.seed,
+        "quick": args.quick,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "tracking.json").write_text(json.dumps(record, indent=2))
+    _plot(record, RESULTS / "tracking.png")
+    print(json.dumps({k: v for k, v in record.items() if k != "tracker_config"}))
+    return 0
+
+
+def _plot(record: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    names = ["baseline\n(Python loops)", "online\n(vectorised)", "lockstep\n(all sequences)"]
+    fps = [record["fps_baseline_python_loops"], record["fps_online"], record["fps_lockstep_all_sequences"]]
+    ax1.bar(names, fps, color=["grey", "tab:blue", "tab:green"])
+    ax1.axhline(record["target_fps"], color="red", linestyle="--", label="target 1,000 fps")
+    ax1.set_yscale("log")
+    ax1.set_ylabel("frames per second")
+    ax1.set_title(f"Tracker speed, {record['frames']} KITTI frames "
+                  f"({record['mean_detections_per_frame']:.1f} detections/frame)")
+    ax1.legend()
+    classes = list(record["metrics"])
+    width = 0.2
+    for k, key in enumerate(["sAMOTA", "MOTA", "HOTA", "AMOTA"]):
+        ax2.bar(np.arange(len(classes)) + (k - 1.5) * width, [record["metrics"][c][key] for c in classes], width,
+                label=key)
+    ax2.set_xticks(np.arange(len(classes)), [f"{c}\nIDS {record['metrics'][c]['IDS']}" for c in classes])
+    ax2.set_ylim(0, 1)
+    ax2.set_title("KITTI tracking (3D IoU 0.25), synthetic detections")
+    ax2.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

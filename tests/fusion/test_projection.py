@@ -1,0 +1,96 @@
+"""Projection, occlusion and box projection on controlled inputs (no simulator)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sensorlabel.fusion import CameraView, compensate_points, project_boxes, project_sweep, static_pose, visible_mask
+from sensorlabel.fusion.projection import _project_rows
+from sensorlabel.geometry.boxes import Boxes
+from sensorlabel.geometry.camera import FisheyeCamera, PinholeCamera
+from sensorlabel.geometry.se3 import SE3
+
+PINHOLE = PinholeCamera(800.0, 810.0, 640.0, 360.0, 1280, 720, [-0.2, 0.05, 0.001, -0.001, 0.0])
+FISHEYE = FisheyeCamera(300.0, 300.0, 640.0, 400.0, 1280, 800, [0.05, -0.01, 0.002, 0.0])
+# Camera looking along ego +x (OpenCV axes: z forward = ego x, x right = ego -y, y down = ego -z).
+CAM_SE3_EGO = SE3(np.array([[0.0, -1, 0], [0, 0, -1], [1, 0, 0]]), np.zeros(3)).compose(
+    SE3(np.eye(3), [-1.5, 0.0, -1.6]))
+
+
+@pytest.mark.parametrize("camera", [PINHOLE, FISHEYE])
+def test_float32_rows_agree_with_the_camera_model(camera) -> None:
+    rng = np.random.default_rng(0)
+    pts = rng.uniform([-30, -20, -5], [30, 20, 60], size=(20000, 3))
+    uv_ref, ok_ref = camera.project(pts)
+    u, v, ok = _project_rows(camera, pts.T.astype(np.float32))
+    near_border = (np.abs(uv_ref[:, 0] + 0.5) < 0.01) | (np.abs(uv_ref[:, 0] - camera.width_px + 0.5) < 0.01) \
+        | (np.abs(uv_ref[:, 1] + 0.5) < 0.01) | (np.abs(uv_ref[:, 1] - camera.height_px + 0.5) < 0.01)
+    assert ((ok == ok_ref) | near_border).all()
+    both = ok & ok_ref
+    assert both.sum() > 1000
+    assert np.abs(np.stack([u, v], 1)[both] - uv_ref[both]).max() < 0.01
+
+
+def test_static_projection_matches_the_model_and_handles_empty_input() -> None:
+    rng = np.random.default_rng(1)
+    pts = rng.uniform([-10, -20, -3], [60, 20, 5], size=(5000, 3))
+    view = CameraView("cam", PINHOLE, CAM_SE3_EGO, 0)
+    _, (proj,) = project_sweep(pts, 0, SE3.identity(), [view], static_pose())
+    uv, ok = PINHOLE.project(CAM_SE3_EGO.transform_points(pts))
+    assert set(proj.point_index) == set(np.flatnonzero(ok))
+    assert np.abs(proj.uv_px - uv[proj.point_index]).max() < 0.01
+    _, (empty,) = project_sweep(np.zeros((0, 3)), 0, SE3.identity(), [view], static_pose())
+    assert len(empty) == 0 and len(visible_mask(empty)) == 0
+    with pytest.raises(ValueError):
+        compensate_points(np.zeros((5, 2)), 0, SE3.identity(), static_pose(), 0)
+    with pytest.raises(ValueError):
+        compensate_points(np.zeros((5, 3)), np.zeros(4, np.int64), SE3.identity(), static_pose(), 0)
+
+
+def test_points_behind_never_project() -> None:
+    view = CameraView("cam", PINHOLE, CAM_SE3_EGO, 0)
+    behind = np.array([[-5.0, 0.0, 1.6], [1.5, 0.0, 1.6], [-50.0, 3.0, 0.0]])
+    _, (proj,) = project_sweep(behind, 0, SE3.identity(), [view], static_pose())
+    assert len(proj) == 0
+
+
+def test_depth_buffer_hides_a_wall_behind_a_board() -> None:
+    """A dense board 10 m ahead hides the part of a wall at 30 m behind it; the rest of the wall stays."""
+    g = np.linspace(-1.0, 1.0, 41)
+    board = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    board = np.column_stack([np.full(len(board), 10.0), board[:, 0], 1.6 + board[:, 1]])
+    w = np.linspace(-8.0, 8.0, 81)
+    wall = np.stack(np.meshgrid(w, np.linspace(-2, 2, 21)), -1).reshape(-1, 2)
+    wall = np.column_stack([np.full(len(wall), 30.0), wall[:, 0], 1.6 + wall[:, 1]])
+    pts = np.concatenate([board, wall])
+    view = CameraView("cam", PINHOLE, CAM_SE3_EGO, 0)
+    _, (proj,) = project_sweep(pts, 0, SE3.identity(), [view], static_pose())
+    keep = visible_mask(proj)
+    idx = proj.point_index
+    on_board = idx < len(board)
+    assert keep[on_board].all()
+    wall_xyz = pts[idx[~on_board]]
+    # The camera is 8.5 m from the board and 28.5 m from the wall: the board's shadow is 3.35 times its size; the
+    # splat (about 10 px = 0.35 m at the wall) widens it a little.
+    shadow = (np.abs(wall_xyz[:, 1]) < 3.2) & (np.abs(wall_xyz[:, 2] - 1.6) < 3.2)
+    inner = (np.abs(wall_xyz[:, 1]) < 4.0) & (np.abs(wall_xyz[:, 2] - 1.6) < 4.0)
+    assert not keep[~on_board][shadow].any()
+    assert keep[~on_board][~inner].all()
+
+
+def test_box_edges_are_clipped_at_the_near_plane() -> None:
+    """A box straddling the camera: no edge sample behind the near plane, 2D box clipped to the image."""
+    boxes = Boxes.from_yaw(np.array([[1.5, 0.0, 1.6], [20.0, 0.0, 1.0], [-20.0, 0.0, 1.0]]),
+                           np.array([[6.0, 2.0, 1.5], [4.0, 2.0, 1.5], [4.0, 2.0, 1.5]]), np.zeros(3))
+    proj = project_boxes(boxes, CAM_SE3_EGO, PINHOLE)
+    assert proj.in_image.tolist() == [True, True, False]
+    assert np.isnan(proj.edges_uv_px[2]).all() and proj.visible_fraction[2] == 0.0
+    straddle = proj.edges_uv_px[0].reshape(-1, 2)
+    finite = np.isfinite(straddle).all(axis=1)
+    assert finite.any() and not finite.all()
+    x1, y1, x2, y2 = proj.box2d_px[0]
+    assert (x1, y1, x2, y2) == (0.0, 0.0, 1279.0, 719.0)  # a box around the camera fills the image
+    assert 0 < proj.visible_fraction[0] < 1 and proj.visible_fraction[1] == 1.0
+    empty = project_boxes(Boxes.empty(), CAM_SE3_EGO, PINHOLE)
+    assert empty.box2d_px.shape == (0, 4)
