@@ -84,7 +84,8 @@ def synthesize_sequence(labels: KittiLabelTable, P2: np.ndarray, rng: np.random.
     return both[order]
 
 
-def generate(out_dir: Path, seed: int = 0, sequences: list[str] | None = None, root: Path = KITTI_TRACKING) -> list[str]:
+def generate(out_dir: Path, seed: int = 0, sequences: list[str] | None = None,
+             root: Path = KITTI_TRACKING) -> list[str]:
     """Write ``out_dir/SEQ.txt`` for every labelled sequence (or the given ones). Returns the sequence names."""
     names = sequences or sorted(p.stem for p in (root / "label_02").glob("*.txt"))
     for name in names:

@@ -481,7 +481,12 @@ def _connect(scheduler: str | None, workers: int | None, num_tasks: int):
         workers = max(1, min(num_tasks, os.cpu_count() or 1))
     if workers < 1:
         raise SensorlabelError(f"batch: --workers must be >= 1, got {workers}")
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    import dask
+
+    # A drive is a long task: a worker holds exactly the one it runs (no prefetched second task), which balances the
+    # tail of the batch and, when a worker dies, charges the death to that one task only.
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
     return Client(cluster), cluster
 
 

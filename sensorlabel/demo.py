@@ -80,7 +80,7 @@ def run_demo(out: Path, *, num_frames: int = 100, seed: int = 0, view: bool = Fa
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    sim = simulate(SimConfig(seed=seed, num_frames=num_frames))
+    sim = simulate(SimConfig(seed=seed, num_frames=num_frames, image_size_px=(640, 360)))
     drive = write_sim_drive(sim, out / "demo.drive", overwrite=True)
     seconds["simulate+import"] = time.perf_counter() - t0
 

@@ -257,6 +257,13 @@ def shortcuts_markdown() -> str:
     return "\n".join(lines)
 
 
+def share_gl_contexts() -> None:
+    """Make every OpenGL context share resources. pyqtgraph compiles each GL item's shader program once, in the
+    first context; a second 3D view (a reopened window) can use it only within one share group. Call before the
+    QApplication exists."""
+    QtCore.QCoreApplication.setAttribute(QtCore.Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
+
+
 def run_viewer(path: str | os.PathLike) -> int:
     """Open the viewer on a drive and run the Qt event loop until the window closes.
 
@@ -269,6 +276,8 @@ def run_viewer(path: str | os.PathLike) -> int:
     Raises:
         SchemaError: not a drive.
     """
+    if QtWidgets.QApplication.instance() is None:
+        share_gl_contexts()
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     app.setApplicationName("sensorlabel")
     window, controller = build_window(Path(path))

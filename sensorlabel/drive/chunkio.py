@@ -190,6 +190,27 @@ def read_rows(layout: RawLayout, start: int, stop: int) -> np.ndarray:
     return out
 
 
+def read_bytes(layout: RawLayout, start: int, stop: int) -> bytes:
+    """Rows ``start:stop`` as one bytes object: each chunk's byte range is read straight into a bytes object (one
+    range needs no further copy; several are joined once).
+
+    Raises:
+        OSError: as :func:`read_rows`.
+    """
+    row_nbytes, chunk_rows = layout.row_nbytes, layout.chunk_rows
+    parts = []
+    for index in range(start // chunk_rows, (stop - 1) // chunk_rows + 1) if stop > start else ():
+        lo, hi = max(start, index * chunk_rows), min(stop, (index + 1) * chunk_rows)
+        path = layout.chunk_path(index)
+        with open(path, "rb") as file:
+            file.seek((lo - index * chunk_rows) * row_nbytes)
+            part = file.read((hi - lo) * row_nbytes)  # a buffered read loops until it has them all or hits EOF
+        if len(part) != (hi - lo) * row_nbytes:
+            raise ChunkTruncatedError(f"{path}: chunk file ends before row {lo + len(part) // row_nbytes}")
+        parts.append(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 def check_chunk_files(layout: RawLayout, num_rows: int) -> str | None:
     """Every chunk file of an array of ``num_rows`` rows must exist with the full chunk size.
 

@@ -340,7 +340,7 @@ class DriveWriter:
             self._root.create_array("poses/timestamps_ns", data=self._pose_timestamps_ns)
             self._root.create_array("poses/world_SE3_ego", data=self._world_SE3_ego_matrix)
             # The attributes mark the store as a drive; they go last so an unfinished store never validates.
-            self._root.attrs.update(
+            self._root.update_attributes(  # one zarr.json write
                 {
                     "format": schema.FORMAT_TAG,
                     "schema_version": schema.SCHEMA_VERSION,
@@ -530,11 +530,11 @@ class Drive:
         return None if index < 0 else self.lidar_sweep(self._lidar_name(lidar), index)
 
     # ----- sensor data ---------------------------------------------------------------------------------------------
-    def _read_rows(self, series: schema.RaggedSeries, index: int, what: str) -> np.ndarray:
+    def _read_rows(self, series: schema.RaggedSeries, index: int, what: str, as_bytes: bool = False):
         if not 0 <= index < len(series.timestamps_ns):
             raise IndexError(f"{self.path}: {what} index {index} out of range [0, {len(series.timestamps_ns)})")
         try:
-            return series.read(index)
+            return series.read_bytes(index) if as_bytes else series.read(index)
         except (ValueError, RuntimeError, OSError, TypeError) as exc:
             where = self.path / schema.SENSORS_ZARR
             raise SchemaError(where, f"{what} record {index} is unreadable: {exc!r}") from None
@@ -560,7 +560,7 @@ class Drive:
 
     def camera_image_bytes(self, camera: str, image_index: int) -> bytes:
         """The encoded image exactly as imported (JPEG/PNG bytes)."""
-        return self._read_rows(self._camera_series(camera), image_index, f"camera {camera!r} image").tobytes()
+        return self._read_rows(self._camera_series(camera), image_index, f"camera {camera!r} image", as_bytes=True)
 
     def camera_image(self, camera: str, image_index: int) -> np.ndarray:
         """The decoded image, (H,W,3) uint8 RGB.

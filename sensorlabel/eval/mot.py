@@ -108,8 +108,10 @@ class SequenceData:
 
     def with_track_mean_scores(self) -> SequenceData:
         """Replace every tracker detection's score by the mean score of its tracker id (AB3DMOT's confidence)."""
-        ids = np.concatenate([np.asarray(t, dtype=np.int64) for t in self.tracker_ids]) if self.num_frames else np.zeros(0, np.int64)
-        scores = np.concatenate(self.tracker_scores) if self.num_frames else np.zeros(0)
+        if self.num_frames == 0:
+            return self
+        ids = np.concatenate([np.asarray(t, dtype=np.int64) for t in self.tracker_ids])
+        scores = np.concatenate(self.tracker_scores)
         n = self.num_tracker_ids
         mean = np.bincount(ids, scores, minlength=n) / np.maximum(np.bincount(ids, minlength=n), 1)
         return SequenceData(self.gt_ids, self.tracker_ids, self.similarity,

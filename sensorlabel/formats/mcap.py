@@ -4,7 +4,8 @@
 Import (:func:`import_mcap`)
     Two passes over the bag, each a sequential read that validates the CRCs (no trust in the index or summary):
 
-    1. channels, ``CameraInfo`` messages, all TF messages, and the first message of every sensor topic;
+    1. the topics and their types, the first ``CameraInfo`` of each camera, all TF messages, and the frame_id of the
+       first message of every sensor topic;
     2. every point cloud and image, appended to the drive.
 
     Every ``PointCloud2`` topic is a lidar and every ``Image``/``CompressedImage`` topic a camera (options
@@ -198,35 +199,6 @@ def _iter_messages(path: Path, topics: set[str] | None) -> Iterator[tuple[str, s
             yield channel.topic, schema.name, decode
 
 
-def _channels(path: Path) -> dict[str, str]:
-    """topic -> schema name of every channel, in the order the channels are registered."""
-    from mcap.records import Channel, Schema
-    from mcap.stream_reader import StreamReader
-
-    try:
-        handle = path.open("rb")
-        size = path.stat().st_size
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
-    schemas: dict[int, str] = {}
-    topics: dict[str, str] = {}
-    with handle:
-        records = StreamReader(handle, skip_magic=False, emit_chunks=False, validate_crcs=True,
-                               record_size_limit=size).records
-        while True:
-            try:
-                record = next(records)
-            except StopIteration:
-                break
-            except Exception as exc:  # noqa: BLE001 - third-party parser on untrusted bytes
-                raise FormatError(path, f"corrupt MCAP: {type(exc).__name__}: {exc}"[:400]) from None
-            if isinstance(record, Schema):
-                schemas[record.id] = record.name
-            elif isinstance(record, Channel):
-                topics.setdefault(record.topic, schemas.get(record.schema_id, ""))
-    return topics
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # message conversion
 # ----------------------------------------------------------------------------------------------------------------
@@ -394,14 +366,29 @@ def scan_bag(path: str | Path, lidar_topics: list[str] | None = None,
             two sensors with one name, or a bad transform.
     """
     path = Path(path)
-    channels = _channels(path)
+    channels: dict[str, str] = {}  # topic -> schema name, in the order the messages first appear
+    frame_of_topic: dict[str, str] = {}
+    info_models: dict[str, Any] = {}
     contents = BagContents()
+    sensor_types = (POINTCLOUD2, COMPRESSED_IMAGE, IMAGE)
+    for topic, schema, decode in _iter_messages(path, None):
+        channels.setdefault(topic, schema)
+        with _message_fields(path, topic):
+            if topic in TF_TOPICS and schema == TF_MESSAGE:
+                _add_transforms(contents, topic, decode(), path)
+            elif schema == CAMERA_INFO and topic not in info_models:
+                msg = decode()
+                info_models[topic] = camera_model_from_info(msg, path, topic)
+                frame_of_topic.setdefault(topic, str(msg.header.frame_id).lstrip("/"))
+            elif schema in sensor_types and topic not in frame_of_topic:
+                frame_of_topic[topic] = str(decode().header.frame_id).lstrip("/")
     target_cam: dict[str, str] = {}
     for kind, chosen, types, target in (("lidar", lidar_topics, (POINTCLOUD2,), contents.lidar_topics),
                                         ("camera", camera_topics, (COMPRESSED_IMAGE, IMAGE), target_cam)):
         for topic in chosen or []:
             if channels.get(topic) not in types:
-                raise FormatError(path, f"{kind} topic {topic!r} is not a {' or '.join(types)} channel in the bag")
+                raise FormatError(path, f"{kind} topic {topic!r} is not a {' or '.join(types)} channel with "
+                                        "messages in the bag")
         for topic, schema in channels.items():
             if schema in types and (chosen is None or topic in chosen):
                 target[topic] = sensor_name_from_topic(topic)
@@ -416,41 +403,26 @@ def scan_bag(path: str | Path, lidar_topics: list[str] | None = None,
     names = list(contents.lidar_topics.values()) + list(contents.camera_topics.values())
     if len(set(names)) != len(names):
         raise FormatError(path, f"two sensor topics map to one sensor name: {names}")
-    info_topics = {t: sensor_name_from_topic(t) for t, s in channels.items() if s == CAMERA_INFO}
-    wanted = set(contents.lidar_topics) | set(contents.camera_topics) | set(info_topics) | set(TF_TOPICS)
-    for topic, schema, decode in _iter_messages(path, wanted):
-        with _message_fields(path, topic):
-            _scan_message(contents, info_topics, topic, schema, decode, path)
+    info_by_name = {sensor_name_from_topic(t): t for t in info_models}
+    for topic, name in [*contents.lidar_topics.items(), *contents.camera_topics.items()]:
+        contents.frame_ids[name] = frame_of_topic[topic]
     for topic, name in contents.camera_topics.items():
-        if name not in contents.camera_info:
+        if name not in info_by_name:
             raise FormatError(path, f"camera topic {topic!r} has no CameraInfo (looked for a camera_info topic of "
                                     f"sensor {name!r})")
+        contents.camera_info[name] = info_models[info_by_name[name]]
     return contents
 
 
-def _scan_message(contents: BagContents, info_topics: dict[str, str], topic: str, schema: str, decode,
-                  path: Path) -> None:
-    """Pass 1 on one message: TF edges, the first CameraInfo of each camera, the frame_id of each sensor."""
-    if topic in TF_TOPICS:
-        if schema != TF_MESSAGE:
-            return
-        for ts in decode().transforms:
-            edge = (str(ts.header.frame_id).lstrip("/"), str(ts.child_frame_id).lstrip("/"))
-            transform = _transform(ts.transform, path, f"{topic} transform {edge[0]} -> {edge[1]}")
-            if topic == "/tf_static":
-                contents.static_edges[edge] = transform
-            else:
-                contents.dynamic_edges.setdefault(edge, []).append((_stamp_ns(ts.header, path, topic), transform))
-    elif topic in info_topics:
-        name = info_topics[topic]
-        if name in contents.camera_topics.values() and name not in contents.camera_info:
-            msg = decode()
-            contents.camera_info[name] = camera_model_from_info(msg, path, topic)
-            contents.frame_ids.setdefault(name, str(msg.header.frame_id).lstrip("/"))
-    else:
-        name = contents.lidar_topics.get(topic) or contents.camera_topics[topic]
-        if name not in contents.frame_ids:
-            contents.frame_ids[name] = str(decode().header.frame_id).lstrip("/")
+def _add_transforms(contents: BagContents, topic: str, message, path: Path) -> None:
+    """The edges of one TFMessage: /tf_static ones replace, /tf ones append a timed sample."""
+    for ts in message.transforms:
+        edge = (str(ts.header.frame_id).lstrip("/"), str(ts.child_frame_id).lstrip("/"))
+        transform = _transform(ts.transform, path, f"{topic} transform {edge[0]} -> {edge[1]}")
+        if topic == "/tf_static":
+            contents.static_edges[edge] = transform
+        else:
+            contents.dynamic_edges.setdefault(edge, []).append((_stamp_ns(ts.header, path, topic), transform))
 
 
 def _tree_transform(edges: dict[tuple[str, str], SE3], ancestor: str, frame: str) -> SE3 | None:

@@ -4,7 +4,8 @@ Readers
     :func:`read_pcd` parses any PCD v0.5-0.7 header (FIELDS/SIZE/TYPE/COUNT with ``COUNT 0`` and ``_`` padding
     fields, ``#`` comments on any header line, cvat #7325) and checks it against the payload: POINTS must equal
     WIDTH x HEIGHT and the payload must hold POINTS records. Bytes beyond the last record are ignored (SUSTech
-    POINTS files carry trailing zeros). ``binary_compressed`` payloads are LZF blocks (liblzf's format) in
+    POINTS files carry trailing zeros), and the one known header that misdescribes its records, SUSTech POINTS'
+    (:data:`SUSTECH_PCD_HEADER`), is read with the real layout. ``binary_compressed`` payloads are LZF blocks (liblzf's format) in
     structure-of-arrays order; :func:`lzf_decompress` decodes them.
     :func:`read_ply` parses the vertex element of ascii and binary PLY files, :func:`read_bin` reads ``(N, C)``
     float32 records. Every reader returns named columns and raises :class:`~sensorlabel.errors.FormatError`
@@ -57,6 +58,23 @@ _PCD_DTYPES = {
 _PCD_KEYS = ("VERSION", "FIELDS", "SIZE", "TYPE", "COUNT", "WIDTH", "HEIGHT", "VIEWPOINT", "POINTS", "DATA")
 _PCD_DATA_KINDS = ("ascii", "binary", "binary_compressed")
 
+#: SUSTech POINTS (Hesai Pandar40) files: this exact header puts ``timestamp`` at byte 20 and ``ring`` at 34 (a ``_``
+#: of COUNT 0 before ``timestamp``), but the records hold x, y, z float32 at 0, 4, 8, intensity float32 at 16, the
+#: point time float64 at 24 and the ring uint16 at 32 (48 bytes). No writer lays out records as this header implies
+#: (COUNT 0 padding), so a file with exactly this header is read with the real layout.
+SUSTECH_PCD_HEADER = (
+    ("x", "y", "z", "_", "intensity", "_", "timestamp", "_", "ring", "_"),
+    (4, 4, 4, 1, 4, 1, 8, 1, 2, 1),
+    ("F", "F", "F", "U", "F", "U", "F", "U", "U", "U"),
+    (1, 1, 1, 4, 1, 0, 1, 6, 1, 12),
+)
+SUSTECH_RECORD = np.dtype({
+    "names": ["x", "y", "z", "intensity", "timestamp", "ring"],
+    "formats": ["<f4", "<f4", "<f4", "<f4", "<f8", "<u2"],
+    "offsets": [0, 4, 8, 16, 24, 32],
+    "itemsize": 48,
+})
+
 INTENSITY_NAMES = ("intensity", "i", "reflectance", "remission")
 RING_NAMES = ("ring", "laser_number", "line")
 SWEEP_SUFFIXES = (".pcd", ".ply", ".bin")
@@ -87,12 +105,20 @@ class PcdHeader:
     data_offset: int
 
     @property
+    def is_sustech_layout(self) -> bool:
+        """True for SUSTech POINTS' header, whose field offsets are wrong (see :data:`SUSTECH_PCD_HEADER`)."""
+        return (self.fields, self.sizes, self.types, self.counts) == SUSTECH_PCD_HEADER
+
+    @property
     def record_size(self) -> int:
         """Bytes per point in binary payloads."""
         return int(sum(s * c for s, c in zip(self.sizes, self.counts)))
 
     def record_dtype(self) -> np.dtype:
-        """Structured dtype of one binary record at the offsets the header implies (padding fields unnamed)."""
+        """Structured dtype of one binary record at the offsets the header implies (padding fields unnamed), or the
+        real layout of SUSTech POINTS files."""
+        if self.is_sustech_layout:
+            return SUSTECH_RECORD
         names, formats, offsets = [], [], []
         offset = 0
         for name, size, kind, count in zip(self.fields, self.sizes, self.types, self.counts):

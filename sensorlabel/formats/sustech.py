@@ -4,9 +4,10 @@ Point clouds
     SUSTech POINTS (Hesai Pandar40) PCD files have a header that misdescribes their records: FIELDS
     ``x y z _ intensity _ timestamp _ ring _`` with a ``_`` of COUNT 0 before ``timestamp``, which puts it at byte 20,
     while the records really hold x, y, z float32 at bytes 0, 4, 8, intensity float32 at 16, the point time float64
-    (seconds) at 24 and the ring uint16 at 32, in 48-byte records, followed by trailing zero bytes.
-    :func:`read_sustech_pcd` recognises that header and reads the real layout; any other PCD goes through the
-    generic reader (:mod:`sensorlabel.formats.pcd`).
+    (seconds) at 24 and the ring uint16 at 32, in 48-byte records, followed by trailing zero bytes. The PCD reader
+    (:mod:`sensorlabel.formats.pcd`) recognises that exact header and reads the real layout;
+    :func:`read_sustech_pcd` then turns the point times into ``t_offset_s``. Other PCD files in a SUSTech scene are
+    read generically.
 
 Time
     SUSTech scenes carry no timestamps: the file stems are 10 Hz frame counters, so a frame's time is
@@ -50,14 +51,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The FIELDS line of SUSTech POINTS' own PCD files, whose offsets are wrong (see the module docstring).
-SUSTECH_PCD_FIELDS = ("x", "y", "z", "_", "intensity", "_", "timestamp", "_", "ring", "_")
-SUSTECH_RECORD = np.dtype({
-    "names": ["x", "y", "z", "intensity", "timestamp", "ring"],
-    "formats": ["<f4", "<f4", "<f4", "<f4", "<f8", "<u2"],
-    "offsets": [0, 4, 8, 16, 24, 32],
-    "itemsize": 48,
-})
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -103,37 +96,30 @@ def read_sustech_pcd(path: str | Path) -> tuple[np.ndarray, tuple[str, ...], flo
     except OSError as exc:
         raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
     header = parse_pcd_header(raw, path)
-    if header.fields != SUSTECH_PCD_FIELDS or header.data != "binary":
-        points, fields = columns_to_lidar_points(read_pcd_payload(raw, header, path), path)
+    columns = read_pcd_payload(raw, header, path)
+    if not (header.is_sustech_layout and header.data == "binary"):
+        points, fields = columns_to_lidar_points(columns, path)
         return points, fields, None
-    if header.record_size != SUSTECH_RECORD.itemsize:
-        raise FormatError(path, f"SUSTech PCD records must be {SUSTECH_RECORD.itemsize} bytes, the header sums "
-                                f"SIZE x COUNT to {header.record_size}")
-    payload = memoryview(raw)[header.data_offset:]
-    needed = header.points * SUSTECH_RECORD.itemsize
-    if len(payload) < needed:
-        raise FormatError(path, f"binary payload has {len(payload)} bytes, POINTS {header.points} x 48 = {needed} "
-                                "needed (truncated file?)")
-    records = np.frombuffer(payload, dtype=SUSTECH_RECORD, count=header.points)
-    finite = np.isfinite(records["x"]) & np.isfinite(records["y"]) & np.isfinite(records["z"])
-    records = records[finite]
+    finite = np.isfinite(columns["x"]) & np.isfinite(columns["y"]) & np.isfinite(columns["z"])
+    columns = {name: values[finite] for name, values in columns.items()}
     for name in ("intensity", "timestamp"):
-        bad = ~np.isfinite(records[name])
+        bad = ~np.isfinite(columns[name])
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise FormatError(path, f"point {i}: {name} is not finite ({records[name][i]})")
-    times_s = records["timestamp"]
-    if len(records) == 0:
-        return np.zeros((0, 6), np.float32), ("x", "y", "z", "intensity", "ring", "t_offset_s"), None
+            raise FormatError(path, f"point {i}: {name} is not finite ({columns[name][i]})")
+    fields = ("x", "y", "z", "intensity", "ring", "t_offset_s")
+    times_s = columns["timestamp"]
+    if len(times_s) == 0:
+        return np.zeros((0, len(fields)), np.float32), fields, None
     start_s = float(times_s.min())
     span_s = float(times_s.max()) - start_s
     if span_s > MAX_SWEEP_SPAN_S:
         raise FormatError(path, f"field timestamp spans {span_s:.3g} s, more than one sweep ({MAX_SWEEP_SPAN_S} s)")
-    points = np.empty((len(records), 6), dtype=np.float32)
-    for j, name in enumerate(("x", "y", "z", "intensity", "ring")):
-        points[:, j] = records[name]
+    points = np.empty((len(times_s), len(fields)), dtype=np.float32)
+    for j, name in enumerate(fields[:5]):
+        points[:, j] = columns[name]
     points[:, 5] = times_s - start_s
-    return points, ("x", "y", "z", "intensity", "ring", "t_offset_s"), start_s
+    return points, fields, start_s
 
 
 def _load_json(path: Path):

@@ -57,7 +57,7 @@ def _raw_projection(camera: CameraModel, points_cam: np.ndarray) -> np.ndarray:
         else:
             xy = points_cam[:, :2] / np.where(z > NEAR_M, z, 1.0)[:, None]
             # The pinhole model's one-to-one limit of the distortion polynomial, computed at its construction.
-            ok = (z > NEAR_M) & (np.sum(xy * xy, axis=1) <= camera._r2_max)
+            ok = (z > NEAR_M) & (np.sum(xy * xy, axis=1) <= camera.max_normalised_radius2)
     return np.where(ok[:, None], uv, np.nan)
 
 

@@ -5,18 +5,29 @@ through the ego pose at the camera's exposure time::
 
     p_cam = cam_SE3_ego . world_SE3_ego(t_cam)^-1 . world_SE3_ego(t_p) . ego_SE3_lidar . p_lidar
 
-To keep float32 precise on drives with large world coordinates, the world is never materialised: points are first
-brought into the *reference frame*, the ego frame at a reference time (the sweep time), where coordinates are tens of
-metres, and each camera gets ``cam_SE3_ref(t) = cam_SE3_ego . world_SE3_ego(t)^-1 . world_SE3_ego(t_ref)``.
+The work is split so that the per-point motion model runs **once per sweep** and each camera costs one affine map:
 
-Arrays are processed as structures of arrays, (3, P) rows, internally: numpy's element-wise kernels run many times
-faster on long contiguous rows than on (P, 3) arrays whose inner dimension is 3. ``compensate_points`` returns a
-(P, 3) Fortran-ordered array (a transposed view of its (3, P) rows) so that the next stage gets its rows for free.
+1. :func:`compensate_points` brings every point into the *reference frame*, the ego frame at a reference time (the
+   sweep time), with its own pose. The world itself is never materialised, so float32 stays precise on drives with
+   large world coordinates (reference-frame coordinates are tens of metres).
+2. Each camera gets ``cam_SE3_ref = cam_SE3_ego . world_SE3_ego(t_cam)^-1 . world_SE3_ego(t_ref)``: one 3x4 float32
+   product on the points that can be in its view.
 
-Per-point poses are not evaluated point by point. The pose function is sampled at knots a few milliseconds apart
-over the times in use and interpolated linearly between knots (rotation matrices entry-wise). Over 2 ms at a yaw rate
-of 1 rad/s the rotation between knots is 2 mrad and the first-order interpolation error is ~5e-7 rad, far below a
-pixel; translation is exact for the piecewise-linear trajectories that ``interpolate_poses`` produces within a knot.
+Per-point poses are not evaluated point by point. The pose function is sampled at knots ``knot_spacing_ns`` apart
+(2 ms: 51 poses per 100 ms sweep) and each point's transform is interpolated linearly between the two knots around its
+time (rotation matrices entry-wise). Points are grouped by knot interval, which is free when they come in firing
+order (the usual case for a spinning lidar) and one radix sort otherwise, so each interval is one BLAS product
+``[M_k ; M_{k+1} - M_k] @ [p ; 1]`` followed by ``a + alpha * b``. Over 2 ms at a yaw rate of 1 rad/s the rotation
+between knots is 2 mrad and the interpolation error ~5e-7 rad, far below a pixel; translation is exact wherever the
+pose source is linear within an interval (``interpolate_poses`` between its samples).
+
+Which points can a camera see? :class:`_SectorIndex` sorts the compensated sweep once by (horizontal range band,
+azimuth bin) with a cheap monotonic pseudo-angle instead of ``arctan2``. A camera's view is a convex cone whose
+horizontal extent is the azimuth interval of its corner rays; seen from the reference origin instead of the camera
+centre ``c``, a point at horizontal range ``r > |c|`` is at most ``asin(|c| / r)`` further off in azimuth, so each
+range band gets its own margin and contributes one or two contiguous slices. Then the exact tests run on those
+candidates only: depth in front of the near plane and inside the bounds of the image in normalised coordinates,
+and the lens distortion is evaluated on the survivors alone.
 
 Rolling shutter: with a readout time ``readout_s`` image row ``v`` is exposed at
 ``t_cam + readout_s * (v / (H - 1) - 0.5)`` (the image timestamp is the middle row, SensorCalibration's convention).
@@ -42,11 +53,11 @@ logger = logging.getLogger(__name__)
 PoseFn = Callable[[np.ndarray], SE3]
 
 DEFAULT_KNOT_SPACING_NS = 2_000_000
-_RANGE_M = 250.0
-_POLY_TOL_M = 2e-4
-# Cull margin on the normalised-coordinate bounds of the image, so that the cheap pre-cull never drops a point
-# that the exact camera model would keep (distortion and the rolling-shutter pose spread are both inside it).
-_CULL_MARGIN = 0.1
+# Margin on the normalised-coordinate bounds of the image for the cheap pre-cull, as a fraction of their span, so
+# that it never drops a point that the exact camera model keeps. Global shutter: only the curvature of the distorted
+# border between its samples needs it. Rolling shutter: the row poses move points by up to speed * readout / 2.
+_CULL_MARGIN = 0.02
+_CULL_MARGIN_ROLLING = 0.1
 
 
 def static_pose(world_SE3_ego: SE3 | None = None) -> PoseFn:
@@ -139,14 +150,25 @@ class Projection:
                           self.focal_px)
 
 
+def _homogeneous_rows(points: np.ndarray) -> np.ndarray:
+    """(N,>=3) points -> (4,N) float32 rows ``[x; y; z; 1]`` (structure of arrays for BLAS and fast row kernels)."""
+    rows = np.empty((4, len(points)), dtype=np.float32)
+    rows[:3] = points[:, :3].T
+    rows[3] = 1.0
+    return rows
+
+
+def _affine(transform: SE3) -> np.ndarray:
+    """(3,4) float32 ``[R | t]`` of a single SE3."""
+    return np.concatenate([transform.rotation, transform.translation[:, None]], axis=1).astype(np.float32)
+
+
 class _PoseTrack:
     """A transform ``T(t)`` over a time span, applied per point at each point's own time.
 
-    ``T(t) = left . world_SE3_ego(t) . right`` (or its inverse with ``invert``), sampled at knots ``knot_spacing_ns``
-    apart. When a cubic polynomial in time fits the 12 entries of the sampled [R | t] to within ``_POLY_TOL_M`` of
-    point displacement (rotation residual times ``_RANGE_M`` plus translation residual, at every knot), points are
-    mapped as ``sum_j tau^j (A_j p + b_j)``: one BLAS product for all terms, then Horner in tau. Otherwise (jerky pose
-    data) the knots are interpolated linearly per point.
+    ``T(t) = left . world_SE3_ego(t) . right`` (or its inverse with ``invert``) is sampled at knots
+    ``knot_spacing_ns`` apart and interpolated linearly between them (see the module docstring). For knot interval
+    k the weights are the (6,4) float32 stack ``[M_k ; M_{k+1} - M_k]`` of the 3x4 affine maps at its ends.
     """
 
     def __init__(self, world_SE3_ego: PoseFn, t_min_ns: int, t_max_ns: int, left: SE3, right: SE3,
@@ -160,36 +182,31 @@ class _PoseTrack:
         poses = left.compose(_call_pose(world_SE3_ego, knots)).compose(right)
         if invert:
             poses = poses.inverse()
-        table = np.concatenate([poses.rotation, poses.translation[:, :, None]], axis=2).reshape(-1, 12)
-        self.table = table.astype(np.float32)
-        self.coeffs = None
-        if n_seg >= 2:
-            tau = np.linspace(-1.0, 1.0, n_seg + 1)
-            vander = np.vander(tau, min(4, n_seg + 1), increasing=True)
-            coeffs, *_ = np.linalg.lstsq(vander, table, rcond=None)
-            resid = np.abs(vander @ coeffs - table).reshape(-1, 3, 4)
-            err = resid[:, :, :3].sum(axis=2) * _RANGE_M + resid[:, :, 3]
-            if err.max() < _POLY_TOL_M:
-                self.coeffs = coeffs.reshape(-1, 3, 4)
+        affine = np.concatenate([poses.rotation, poses.translation[:, :, None]], axis=2)  # (n_seg+1, 3, 4)
+        self.weights = np.concatenate([affine[:-1], affine[1:] - affine[:-1]], axis=1).astype(np.float32)
 
-    def apply(self, rows: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
-        """Map (3,N) float32 point rows with the transform at each point's time; returns (3,N) float32."""
-        x = (np.asarray(times_ns, dtype=np.int64) - self.t0_ns).astype(np.float64) * (1.0 / self.span_ns)
-        if self.coeffs is not None:
-            tau = (2.0 * x - 1.0).astype(np.float32)
-            deg = len(self.coeffs)
-            lin = self.coeffs[:, :, :3].reshape(deg * 3, 3).astype(np.float32)
-            terms = lin @ rows + self.coeffs[:, :, 3].reshape(deg * 3, 1).astype(np.float32)
-            out = terms[3 * (deg - 1):]
-            for j in range(deg - 2, -1, -1):
-                out = out * tau + terms[3 * j:3 * j + 3]
-            return out
-        xs = x * self.n_seg
-        seg = np.clip(np.floor(xs).astype(np.int64), 0, self.n_seg - 1)
-        alpha = (xs - seg).astype(np.float32)
-        m = self.table[seg].T * (1 - alpha) + self.table[seg + 1].T * alpha  # (12, N)
-        return np.stack([m[4 * i] * rows[0] + m[4 * i + 1] * rows[1] + m[4 * i + 2] * rows[2] + m[4 * i + 3]
-                         for i in range(3)])
+    def apply(self, rows4: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
+        """Map (4,N) float32 homogeneous rows with the transform at each point's (N,) int64 time; (3,N) float32."""
+        x = (np.asarray(times_ns, dtype=np.int64) - self.t0_ns).astype(np.float64) * (self.n_seg / self.span_ns)
+        seg = np.clip(x.astype(np.int64), 0, self.n_seg - 1)
+        alpha = (x - seg).astype(np.float32)
+        order = None
+        if self.n_seg > 1 and np.any(seg[1:] < seg[:-1]):
+            # Out of firing order: group by interval with one radix sort (stable argsort of 16-bit keys).
+            order = np.argsort(seg.astype(np.int16 if self.n_seg < 2 ** 15 else np.int32), kind="stable")
+            rows4, seg, alpha = np.take(rows4, order, axis=1), seg[order], alpha[order]
+        bounds = np.searchsorted(seg, np.arange(self.n_seg + 1))
+        out = np.empty((3, rows4.shape[1]), dtype=np.float32)
+        for k in np.flatnonzero(bounds[1:] > bounds[:-1]):
+            s, e = bounds[k], bounds[k + 1]
+            terms = self.weights[k] @ rows4[:, s:e]
+            np.multiply(terms[3:], alpha[s:e], out=terms[3:])
+            np.add(terms[:3], terms[3:], out=out[:, s:e])
+        if order is not None:
+            unsorted = np.empty_like(out)
+            unsorted[:, order] = out
+            out = unsorted
+        return out
 
 
 def cached_pose(world_SE3_ego: PoseFn, timestamps_ns: np.ndarray) -> PoseFn:
@@ -219,9 +236,27 @@ def _call_pose(world_SE3_ego: PoseFn, times_ns: np.ndarray) -> SE3:
     return poses
 
 
-def _rigid_rows(transform: SE3, rows: np.ndarray) -> np.ndarray:
-    """(3,N) float32 rows mapped by a single SE3."""
-    return transform.rotation.astype(np.float32) @ rows + transform.translation.astype(np.float32)[:, None]
+def _compensate_rows(points_lidar: np.ndarray, point_times_ns: np.ndarray | int, ego_SE3_lidar: SE3,
+                     world_SE3_ego: PoseFn, reference_ns: int, knot_spacing_ns: int) -> np.ndarray:
+    """:func:`compensate_points` as (4,P) float32 homogeneous rows in the reference frame."""
+    pts = np.asarray(points_lidar)
+    if pts.ndim != 2 or pts.shape[1] < 3:
+        raise ValueError(f"points_lidar: expected (P,3), got {pts.shape}")
+    p = len(pts)
+    times = np.asarray(point_times_ns, dtype=np.int64)
+    if times.ndim == 1 and times.shape != (p,):
+        raise ValueError(f"point_times_ns: expected ({p},) or a scalar, got {times.shape}")
+    ref_SE3_world = _call_pose(world_SE3_ego, np.array([int(reference_ns)]))[0].inverse()
+    rows = _homogeneous_rows(pts)
+    if times.ndim == 0 or p == 0 or times.min() == times.max():
+        t = int(times) if times.ndim == 0 else (int(times[0]) if p else int(reference_ns))
+        ref_SE3_lidar = ref_SE3_world.compose(_call_pose(world_SE3_ego, np.array([t]))[0]).compose(ego_SE3_lidar)
+        rows[:3] = _affine(ref_SE3_lidar) @ rows
+        return rows
+    track = _PoseTrack(world_SE3_ego, int(times.min()), int(times.max()), ref_SE3_world, ego_SE3_lidar,
+                       knot_spacing_ns)
+    rows[:3] = track.apply(rows, times)
+    return rows
 
 
 def compensate_points(
@@ -250,31 +285,17 @@ def compensate_points(
     Raises:
         ValueError: shapes do not match.
     """
-    pts = np.asarray(points_lidar)
-    if pts.ndim != 2 or pts.shape[1] < 3:
-        raise ValueError(f"points_lidar: expected (P,3), got {pts.shape}")
-    p = len(pts)
-    times = np.asarray(point_times_ns, dtype=np.int64)
-    if times.ndim == 1 and times.shape != (p,):
-        raise ValueError(f"point_times_ns: expected ({p},) or a scalar, got {times.shape}")
-    ref_SE3_world = _call_pose(world_SE3_ego, np.array([int(reference_ns)]))[0].inverse()
-    rows = np.ascontiguousarray(pts[:, :3].T, dtype=np.float32)
-    if times.ndim == 0 or p == 0 or times.min() == times.max():
-        t = int(times) if times.ndim == 0 else (int(times[0]) if p else int(reference_ns))
-        ref_SE3_lidar = ref_SE3_world.compose(_call_pose(world_SE3_ego, np.array([t]))[0]).compose(ego_SE3_lidar)
-        return _rigid_rows(ref_SE3_lidar, rows).T
-    track = _PoseTrack(world_SE3_ego, int(times.min()), int(times.max()), ref_SE3_world, ego_SE3_lidar,
-                       knot_spacing_ns)
-    return track.apply(rows, times).T
+    return _compensate_rows(points_lidar, point_times_ns, ego_SE3_lidar, world_SE3_ego, reference_ns,
+                            knot_spacing_ns)[:3].T
 
 
-def _normalised_bounds(camera: CameraModel) -> tuple[float, float, float, float] | None:
-    """Bounds of x/z and y/z over the image (with margin), for a cheap pre-cull; None when the field of view
-    reaches 90 degrees (a fisheye) and a bound on x/z does not exist."""
+def _normalised_bounds(camera: CameraModel, margin: float) -> tuple[float, float, float, float] | None:
+    """Bounds of x/z and y/z over the image (widened by ``margin`` of their span), for a cheap pre-cull; None when
+    the field of view reaches 90 degrees (a fisheye) and a bound on x/z does not exist."""
     if isinstance(camera, FisheyeCamera) and camera.max_theta_rad >= np.deg2rad(80):
         return None
     w, h = camera.width_px, camera.height_px
-    s = np.linspace(0, 1, 17)
+    s = np.linspace(0, 1, 33)
     border = np.concatenate([
         np.stack([s * (w - 1), np.zeros_like(s)], 1), np.stack([s * (w - 1), np.full_like(s, h - 1)], 1),
         np.stack([np.zeros_like(s), s * (h - 1)], 1), np.stack([np.full_like(s, w - 1), s * (h - 1)], 1),
@@ -284,78 +305,99 @@ def _normalised_bounds(camera: CameraModel) -> tuple[float, float, float, float]
     xy = rays[:, :2] / rays[:, 2:3]
     lo = xy.min(axis=0)
     hi = xy.max(axis=0)
-    pad = (hi - lo) * _CULL_MARGIN
+    pad = (hi - lo) * margin
     lo, hi = lo - pad, hi + pad
     return float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])
 
 
-_BOUNDS_CACHE: dict[int, tuple] = {}
+_BOUNDS_CACHE: dict[tuple[int, float], tuple] = {}
 
 
-def _cull_bounds(camera: CameraModel):
+def _cull_bounds(camera: CameraModel, margin: float = _CULL_MARGIN):
     """Cached :func:`_normalised_bounds` (camera models hold arrays and are not hashable, hence the id key; the
     entry keeps the model alive so that the id cannot be reused by another camera)."""
-    key = id(camera)
+    key = (id(camera), margin)
     hit = _BOUNDS_CACHE.get(key)
     if hit is None or hit[0] is not camera:
         if len(_BOUNDS_CACHE) > 256:
             _BOUNDS_CACHE.clear()
-        hit = (camera, _normalised_bounds(camera))
+        hit = (camera, _normalised_bounds(camera, margin))
         _BOUNDS_CACHE[key] = hit
     return hit[1]
 
 
-class _AzimuthIndex:
-    """Points of one cloud sorted into azimuth sectors (in the cloud's ego frame), built once per sweep, so that each
-    camera only transforms the points in its own horizontal sector instead of the whole cloud.
+def _pseudo_angle(x, y):
+    """A cheap monotonic stand-in for ``arctan2(y, x)`` with values in [-2, 2] (0 along +x, +-2 along -x)."""
+    return np.copysign(1.0 - x / (np.abs(x) + np.abs(y) + 1e-30), y)
 
-    Points within ``near_m`` of the ego's vertical axis are kept apart and go to every camera: seen from a camera
-    mounted up to ``near_m / 4`` off that axis, a point further out has an azimuth within asin(1/4) = 14.5 degrees of
-    its azimuth from the axis, which is the sector margin.
+
+class _SectorIndex:
+    """The points of one compensated sweep sorted by (horizontal range band, azimuth bin), built once per sweep, so
+    that each camera takes a few contiguous slices of candidates instead of testing the whole cloud (see the module
+    docstring for the margins).
+
+    Attributes:
+        rows4: (4,P) float32 homogeneous rows in sorted order. order: (P,) int64 original index of each sorted row.
+        starts: (BANDS * BINS + 1,) start of every (band, bin) cell in the sorted order.
     """
 
-    BINS = 90
+    BINS = 256
+    # Inner horizontal radius of each range band; band 0 (closer than 2 m) goes to every camera.
+    BAND_INNER_M = np.array([0.0, 2.0, 3.0, 4.5, 7.0, 10.0, 15.0, 25.0, 50.0])
 
-    def __init__(self, points_ref: np.ndarray, near_m: float = 8.0):
-        rows = np.asarray(points_ref).T
-        x, y = rows[0], rows[1]
-        self.near_m = near_m
-        az = np.arctan2(y, x)
-        bins = np.minimum(((az + np.pi) * (self.BINS / (2 * np.pi))).astype(np.int16), self.BINS - 1)
-        bins[x * x + y * y < near_m * near_m] = self.BINS
-        self.order = np.argsort(bins, kind="stable").astype(np.int64)
-        self.starts = np.concatenate([[0], np.cumsum(np.bincount(bins, minlength=self.BINS + 1))])
+    def __init__(self, rows4: np.ndarray):
+        x, y = rows4[0], rows4[1]
+        pseudo = _pseudo_angle(x, y)
+        azimuth_bin = np.minimum(((pseudo + 2.0) * (self.BINS / 4.0)).astype(np.int16), self.BINS - 1)
+        band = np.searchsorted(np.square(self.BAND_INNER_M[1:]).astype(np.float32), x * x + y * y, side="right")
+        key = band.astype(np.int16) * np.int16(self.BINS) + azimuth_bin
+        self.order = np.argsort(key, kind="stable")  # a radix sort on 16-bit keys
+        self.rows4 = np.take(rows4, self.order, axis=1)
+        counts = np.bincount(key, minlength=len(self.BAND_INNER_M) * self.BINS)
+        self.starts = np.concatenate([[0], np.cumsum(counts)])
 
-    def candidates(self, cam_SE3_ref: SE3, bounds) -> np.ndarray | None:
-        """Indices of the points that can be in the camera's view, or None (all points) when the sector test does
-        not apply (a camera looking up or down, far off the axis, or a field of view of 90 degrees or more)."""
+    def _bin(self, azimuth_rad: float) -> int:
+        pseudo = float(_pseudo_angle(np.cos(azimuth_rad), np.sin(azimuth_rad)))
+        return min(int((pseudo + 2.0) * (self.BINS / 4.0)), self.BINS - 1)
+
+    def candidates(self, cam_SE3_ref: SE3, bounds) -> tuple[np.ndarray, np.ndarray] | None:
+        """(4,K) rows and (K,) original indices of the points that can be in the camera's view, or None (all
+        points) when the sector test does not apply (no bounded field of view, or a camera looking steeply up or
+        down)."""
         if bounds is None:
             return None
         ref_SE3_cam = cam_SE3_ref.inverse()
-        if np.hypot(*ref_SE3_cam.translation[:2]) > self.near_m / 4:
-            return None
         x_lo, x_hi, y_lo, y_hi = bounds
-        s = np.linspace(0.0, 1.0, 9)
-        xs, ys = x_lo + s * (x_hi - x_lo), y_lo + s * (y_hi - y_lo)
-        border = np.concatenate([np.stack([xs, np.full(9, y_lo)], 1), np.stack([xs, np.full(9, y_hi)], 1),
-                                 np.stack([np.full(9, x_lo), ys], 1), np.stack([np.full(9, x_hi), ys], 1)])
-        rays = ref_SE3_cam.rotation @ np.concatenate([border, np.ones((len(border), 1))], axis=1).T
+        corners = np.array([[x_lo, y_lo, 1.0], [x_hi, y_lo, 1.0], [x_lo, y_hi, 1.0], [x_hi, y_hi, 1.0]])
+        rays = ref_SE3_cam.rotation @ corners.T
         if np.any(np.hypot(rays[0], rays[1]) < 0.2 * np.abs(rays[2])):
             return None
-        az = np.arctan2(rays[1], rays[0])
         axis_az = np.arctan2(ref_SE3_cam.rotation[1, 2], ref_SE3_cam.rotation[0, 2])
-        rel = (az - axis_az + np.pi) % (2 * np.pi) - np.pi
-        margin = np.arcsin(0.25) + np.deg2rad(2.0)
-        lo, hi = rel.min() - margin, rel.max() + margin
-        if hi - lo >= 2 * np.pi - 1e-6:
+        rel = (np.arctan2(rays[1], rays[0]) - axis_az + np.pi) % (2 * np.pi) - np.pi
+        lo, hi = float(rel.min()), float(rel.max())
+        if hi - lo >= np.pi:
             return None
-        width = 2 * np.pi / self.BINS
-        b0 = int(np.floor((axis_az + lo + np.pi) / width))
-        b1 = int(np.floor((axis_az + hi + np.pi) / width))
-        wanted = np.arange(b0, b1 + 1) % self.BINS
-        parts = [self.order[self.starts[b]:self.starts[b + 1]] for b in np.unique(wanted)]
-        parts.append(self.order[self.starts[self.BINS]:])
-        return np.concatenate(parts)
+        offset_m = float(np.hypot(*ref_SE3_cam.translation[:2]))
+        slices = []
+        for band, inner_m in enumerate(self.BAND_INNER_M):
+            base = band * self.BINS
+            # One degree on top of the exact bound absorbs rounding and the float32 coordinates.
+            margin = np.arcsin(offset_m / inner_m) + np.deg2rad(1.0) if inner_m > offset_m else np.pi
+            if hi - lo + 2 * margin >= 2 * np.pi:
+                slices.append((self.starts[base], self.starts[base + self.BINS]))
+                continue
+            b0, b1 = self._bin(axis_az + lo - margin), self._bin(axis_az + hi + margin)
+            if b0 <= b1:
+                slices.append((self.starts[base + b0], self.starts[base + b1 + 1]))
+            else:  # the sector wraps around -x
+                slices.append((self.starts[base + b0], self.starts[base + self.BINS]))
+                slices.append((self.starts[base], self.starts[base + b1 + 1]))
+        slices = [(s, e) for s, e in slices if e > s]
+        if not slices:
+            return np.zeros((4, 0), np.float32), np.zeros(0, np.int64)
+        rows = np.concatenate([self.rows4[:, s:e] for s, e in slices], axis=1)
+        index = np.concatenate([self.order[s:e] for s, e in slices])
+        return rows, index
 
 
 def _project_rows(camera: CameraModel, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -364,7 +406,7 @@ def _project_rows(camera: CameraModel, rows: np.ndarray) -> tuple[np.ndarray, np
     Same formulas and validity rule as the model's ``project`` (front of the near plane, inside the distortion
     model's one-to-one domain, inside the image); ``tests/fusion`` checks that the two agree.
     """
-    x, y, z = rows
+    x, y, z = rows[0], rows[1], rows[2]
     front = z > NEAR_M
     inv_z = 1.0 / np.where(front, z, np.float32(1.0))
     if isinstance(camera, FisheyeCamera):
@@ -384,8 +426,7 @@ def _project_rows(camera: CameraModel, rows: np.ndarray) -> tuple[np.ndarray, np
         xy2 = 2 * xn * yn
         xd = xn * radial + p1 * xy2 + p2 * (r2 + 2 * xn * xn)
         yd = yn * radial + p1 * (r2 + 2 * yn * yn) + p2 * xy2
-        # The model's monotonic-domain limit (PinholeCamera computes it at construction).
-        ok = front & (r2 <= camera._r2_max)
+        ok = front & (r2 <= camera.max_normalised_radius2)
     u = xd * np.float32(camera.fx_px) + np.float32(camera.cx_px)
     v = yd * np.float32(camera.fy_px) + np.float32(camera.cy_px)
     ok &= (u >= -0.5) & (u <= camera.width_px - 0.5) & (v >= -0.5) & (v <= camera.height_px - 0.5)
@@ -400,19 +441,16 @@ def project_points(
     *,
     rolling_iterations: int = 2,
     knot_spacing_ns: int = DEFAULT_KNOT_SPACING_NS,
-    azimuth_index: _AzimuthIndex | None = None,
 ) -> Projection:
     """Project motion-compensated points (see :func:`compensate_points`) into one camera.
 
     Args:
-        points_ref: (P,3) float32 points in the ego frame at ``reference_ns`` (Fortran order is fastest).
+        points_ref: (P,3) float32 points in the ego frame at ``reference_ns``.
         view: the camera, its mounting, its exposure time and readout.
         world_SE3_ego: pose function.
         reference_ns: the time of the ``points_ref`` frame.
         rolling_iterations: re-projections with the row time when ``view.readout_s > 0`` (1-3).
         knot_spacing_ns: pose sampling interval over the readout.
-        azimuth_index: optional index of ``points_ref`` by azimuth (built once per sweep by :func:`project_sweep`)
-            that restricts the work to the points in the camera's horizontal sector.
 
     Returns:
         The :class:`Projection` of the points that are in front of the camera (z > 0.1 m), in the camera model's
@@ -424,52 +462,59 @@ def project_points(
     pts = np.asarray(points_ref)
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise ValueError(f"points_ref: expected (P,3), got {pts.shape}")
-    rows_all = np.ascontiguousarray(pts.T, dtype=np.float32)
+    return _project_view(_homogeneous_rows(pts), None, view, world_SE3_ego, reference_ns, rolling_iterations,
+                         knot_spacing_ns)
+
+
+def _project_view(rows4: np.ndarray, index: _SectorIndex | None, view: CameraView, world_SE3_ego: PoseFn,
+                  reference_ns: int, rolling_iterations: int, knot_spacing_ns: int) -> Projection:
+    """Project (4,P) homogeneous reference-frame rows into one camera, using the sector index when given."""
+    num_points = rows4.shape[1]
     cam = view.camera
+    rolling = view.readout_s > 0
     ref_pose = _call_pose(world_SE3_ego, np.array([int(reference_ns)]))[0]
     ego_mid_SE3_world = _call_pose(world_SE3_ego, np.array([int(view.timestamp_ns)]))[0].inverse()
     cam_SE3_ref = view.cam_SE3_ego.compose(ego_mid_SE3_world).compose(ref_pose)
-    rot = cam_SE3_ref.rotation.astype(np.float32)
-    trans = cam_SE3_ref.translation.astype(np.float32)
+    bounds = _cull_bounds(cam, _CULL_MARGIN_ROLLING if rolling else _CULL_MARGIN)
 
-    # Cheap cull on the depth row of the transform alone, then on normalised coordinates. With a rolling shutter
-    # the row pose moves points by centimetres, so the near test is relaxed here and made exact by the model.
-    near = NEAR_M if view.readout_s == 0 else 0.5 * NEAR_M
-    candidates = None if azimuth_index is None else azimuth_index.candidates(cam_SE3_ref, _cull_bounds(cam))
-    if candidates is not None:
-        rows_all = np.take(rows_all, candidates, axis=1)
-    z = rot[2] @ rows_all + trans[2]
-    idx = np.flatnonzero(z > near)
-    sub = np.take(rows_all, idx, axis=1)  # np.take: several times faster than fancy indexing on axis 1
-    if candidates is not None:
-        idx = candidates[idx]
-    p_cam = rot @ sub + trans[:, None]
-    bounds = _cull_bounds(cam)
+    found = None if index is None else index.candidates(cam_SE3_ref, bounds)
+    if found is None:
+        rows, idx = rows4, None
+    else:
+        rows, idx = found
+    p_cam = _affine(cam_SE3_ref) @ rows
+    # Cheap cull on depth and on the normalised-coordinate bounds of the image; the exact model runs on the rest.
+    # With a rolling shutter the row pose moves points by centimetres, so the near test is relaxed here and made
+    # exact by the model.
+    xc, yc, zc = p_cam
+    keep = zc > (0.5 * NEAR_M if rolling else NEAR_M)
     if bounds is not None:
-        x_lo, x_hi, y_lo, y_hi = bounds
-        xc, yc, zc = p_cam
-        keep = np.flatnonzero((xc >= x_lo * zc) & (xc <= x_hi * zc) & (yc >= y_lo * zc) & (yc <= y_hi * zc))
-        idx, sub, p_cam = idx[keep], np.take(sub, keep, axis=1), np.take(p_cam, keep, axis=1)
+        x_lo, x_hi, y_lo, y_hi = (np.float32(b) for b in bounds)
+        keep &= (xc >= x_lo * zc) & (xc <= x_hi * zc) & (yc >= y_lo * zc) & (yc <= y_hi * zc)
+    keep = np.flatnonzero(keep)
+    p_cam = np.take(p_cam, keep, axis=1)
+    idx = keep if idx is None else np.take(idx, keep)
 
     u, v, valid = _project_rows(cam, p_cam)
-    if view.readout_s > 0 and len(idx):
+    if rolling and len(idx):
+        sub = np.take(rows, keep, axis=1)
         half_ns = int(round(view.readout_s * 0.5e9))
         t_mid = int(view.timestamp_ns)
-        # ego(t)_SE3_ref over the readout: the inverse of ref_SE3_world . world_SE3_ego(t).
-        track = _PoseTrack(world_SE3_ego, t_mid - half_ns, t_mid + half_ns, ref_pose.inverse(), SE3.identity(),
+        # cam(t)_SE3_ref over the readout: cam_SE3_ego . inverse(ref_SE3_world . world_SE3_ego(t)).
+        track = _PoseTrack(world_SE3_ego, t_mid - half_ns, t_mid + half_ns, ref_pose.inverse(), view.cam_SE3_ego.inverse(),
                            knot_spacing_ns, invert=True)
         h = cam.height_px
         for _ in range(max(int(rolling_iterations), 1)):
             row = np.clip(v, 0.0, h - 1.0)
             t_row = t_mid + np.round(view.readout_s * 1e9 * (row / max(h - 1, 1) - 0.5)).astype(np.int64)
-            p_cam = _rigid_rows(view.cam_SE3_ego, track.apply(sub, t_row))
+            p_cam = track.apply(sub, t_row)
             u, v, valid = _project_rows(cam, p_cam)
     keep = np.flatnonzero(valid)
     uv = np.empty((len(keep), 2), dtype=np.float32)
-    uv[:, 0] = u[keep]
-    uv[:, 1] = v[keep]
-    return Projection(view.name, len(pts), idx[keep].astype(np.int64), uv, p_cam[2, keep].astype(np.float32),
-                      cam.width_px, cam.height_px, float(cam.fy_px))
+    uv[:, 0] = np.take(u, keep)
+    uv[:, 1] = np.take(v, keep)
+    return Projection(view.name, num_points, np.take(idx, keep).astype(np.int64, copy=False), uv,
+                      np.take(p_cam[2], keep), cam.width_px, cam.height_px, float(cam.fy_px))
 
 
 def project_sweep(
@@ -481,6 +526,7 @@ def project_sweep(
     reference_ns: int | None = None,
     *,
     rolling_iterations: int = 2,
+    knot_spacing_ns: int = DEFAULT_KNOT_SPACING_NS,
 ) -> tuple[np.ndarray, list[Projection]]:
     """Compensate a sweep once and project it into every camera.
 
@@ -488,17 +534,21 @@ def project_sweep(
         points_lidar: (P,3) points in the lidar frame. point_times_ns: (P,) int64 or one int.
         ego_SE3_lidar: lidar mounting. views: the cameras. world_SE3_ego: pose function.
         reference_ns: reference time (default: the median point time).
+        rolling_iterations: see :func:`project_points`. knot_spacing_ns: pose sampling interval.
 
     Returns:
-        points_ref (P,3) float32 in the ego frame at ``reference_ns`` and one :class:`Projection` per view.
+        points_ref (P,3) float32 (Fortran order) in the ego frame at ``reference_ns`` and one :class:`Projection`
+        per view.
+
+    Raises:
+        ValueError: shapes do not match.
     """
     times = np.asarray(point_times_ns, dtype=np.int64)
     if reference_ns is None:
         reference_ns = int(times) if times.ndim == 0 else int(np.median(times)) if len(times) else 0
     world_SE3_ego = cached_pose(world_SE3_ego, [int(reference_ns)] + [int(v.timestamp_ns) for v in views])
-    points_ref = compensate_points(points_lidar, times, ego_SE3_lidar, world_SE3_ego, reference_ns)
-    index = _AzimuthIndex(points_ref) if len(views) > 1 else None
-    return points_ref, [
-        project_points(points_ref, v, world_SE3_ego, reference_ns, rolling_iterations=rolling_iterations,
-                       azimuth_index=index) for v in views
-    ]
+    rows4 = _compensate_rows(points_lidar, times, ego_SE3_lidar, world_SE3_ego, reference_ns, knot_spacing_ns)
+    index = _SectorIndex(rows4) if len(views) > 1 and rows4.shape[1] else None
+    projections = [_project_view(rows4, index, v, world_SE3_ego, reference_ns, rolling_iterations, knot_spacing_ns)
+                   for v in views]
+    return rows4[:3].T, projections

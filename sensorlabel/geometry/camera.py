@@ -75,6 +75,12 @@ class PinholeCamera:
         """(3,3) intrinsic matrix."""
         return np.array([[self.fx_px, 0, self.cx_px], [0, self.fy_px, self.cy_px], [0, 0, 1.0]])
 
+    @property
+    def max_normalised_radius2(self) -> float:
+        """Largest squared normalised radius ``(x/z)^2 + (y/z)^2`` that ``project`` accepts (the distortion model's
+        one-to-one domain, see ``_monotonic_r2_limit``)."""
+        return self._r2_max
+
     def _distort(self, xy: np.ndarray) -> np.ndarray:
         k1, k2, p1, p2, k3 = self.distortion
         x, y = xy[:, 0], xy[:, 1]

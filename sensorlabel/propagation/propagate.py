@@ -44,6 +44,8 @@ from sensorlabel.propagation.smooth import KEYFRAME_VARIANCE, rts_smooth
 
 log = logging.getLogger(__name__)
 
+POSE_TIME_STEP_NS = 100_000
+
 
 @dataclass(frozen=True)
 class PropagationConfig:
@@ -59,6 +61,11 @@ class PropagationConfig:
     icp_max_iterations: int = 25
     icp_max_correspondence_m: tuple[float, float] = (1.0, 0.2)
     max_extrapolation_frames: int = 50
+    # ICP may turn a box at most this far from the motion prior; beyond, the partial view is ambiguous (a box seen
+    # from one side fits several headings) and only the translation is fitted.
+    max_yaw_correction_rad: float = float(np.deg2rad(5.0))
+    # Objects shorter than this (pedestrians) show no heading in their points: translation only.
+    min_length_for_yaw_m: float = 2.0
 
 
 @dataclass
@@ -93,7 +100,21 @@ class _TrackWork:
     lows: dict = field(default_factory=lambda: {1: 0, -1: 0})
 
 
-def _sweep_points_world(drive, frame: int) -> tuple[np.ndarray, np.ndarray] | None:
+@dataclass(frozen=True)
+class _SweepWorld:
+    """One sweep in the world frame with a 2-D KD-tree, so each box crops its neighbourhood without a full pass."""
+
+    points_world: np.ndarray  # (P,3)
+    times_ns: np.ndarray  # (P,)
+    tree_xy: object  # scipy cKDTree over points_world[:, :2]
+
+    def near(self, center_world: np.ndarray, radius_m: float) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.tree_xy.query_ball_point(center_world[:2], radius_m)
+        idx = np.asarray(idx, dtype=np.int64)
+        return self.points_world[idx], self.times_ns[idx]
+
+
+def _sweep_points_world(drive, frame: int) -> _SweepWorld | None:
     """Points of the frame's first-lidar sweep in the world, each placed with the ego pose at its own time."""
     sweep = drive.frame_sweep(frame)
     if sweep is None or len(sweep.points) == 0:
@@ -101,11 +122,17 @@ def _sweep_points_world(drive, frame: int) -> tuple[np.ndarray, np.ndarray] | No
     times = sweep.point_times_ns()
     ego_SE3_lidar = drive.sensors[sweep.sensor].ego_SE3_sensor
     points_ego = ego_SE3_lidar.transform_points(sweep.xyz_sensor.astype(np.float64))
-    unique_t, inverse = np.unique(times, return_inverse=True)
+    from scipy.spatial import cKDTree
+
+    # Poses are looked up on a 0.1 ms grid: at 30 m/s that moves a point by at most 1.5 mm, and a sweep needs
+    # ~1,000 pose interpolations instead of one per point.
+    unique_t, inverse = np.unique(times // POSE_TIME_STEP_NS * POSE_TIME_STEP_NS, return_inverse=True)
     poses = drive.world_SE3_ego(unique_t)
     if len(unique_t) == 1:
-        return poses[0].transform_points(points_ego), times
-    return poses[inverse].transform_points(points_ego), times
+        world = poses[0].transform_points(points_ego)
+    else:
+        world = poses[inverse].transform_points(points_ego)
+    return _SweepWorld(world, times, cKDTree(world[:, :2], balanced_tree=False, compact_nodes=False))
 
 
 def _object_points(points_world: np.ndarray, times: np.ndarray, pose: SE3, lwh: np.ndarray, margin: float):
@@ -131,9 +158,10 @@ def _at_time(work: _TrackWork, pose_at_obs: SE3, t_obs: int, t_frame: int) -> SE
     return pose_at_obs.compose(prior[0].inverse().compose(prior[1]))
 
 
-def _fit(work: _TrackWork, cfg: PropagationConfig, pts_world, times, prior: SE3, t_frame: int):
+def _fit(work: _TrackWork, cfg: PropagationConfig, sweep: _SweepWorld, prior: SE3, t_frame: int):
     """Refine one box. Returns (pose at frame time, source, points inside, fitness, deviation)."""
     lwh = work.key.lwh_m
+    pts_world, times = sweep.near(prior.translation, float(np.linalg.norm(lwh[:2]) / 2 + 2 * cfg.search_margin_m))
     obs, obs_t = _object_points(pts_world, times, prior, lwh, cfg.search_margin_m)
     if len(obs) < cfg.min_points:
         return prior, "interpolated", _count_inside(pts_world, prior, lwh), 0.0, 0.0
@@ -141,8 +169,15 @@ def _fit(work: _TrackWork, cfg: PropagationConfig, pts_world, times, prior: SE3,
     prior_obs = _at_time(work, prior, t_frame, t_obs)
     pose_obs, fitness = prior_obs, 0.0
     if len(work.model) >= cfg.min_points:
-        res = icp_yaw_translation(work.model, obs, prior_obs, max_iterations=cfg.icp_max_iterations,
-                                  max_correspondence_m=cfg.icp_max_correspondence_m, model_tree=work.tree)
+        def icp(fit_yaw: bool):
+            return icp_yaw_translation(work.model, obs, prior_obs, max_iterations=cfg.icp_max_iterations,
+                                       max_correspondence_m=cfg.icp_max_correspondence_m, model_tree=work.tree,
+                                       fit_yaw=fit_yaw)
+
+        res = icp(bool(lwh[0] >= cfg.min_length_for_yaw_m))
+        turn = (res.world_SE3_object.yaw_rad() - prior_obs.yaw_rad() + np.pi) % (2 * np.pi) - np.pi
+        if abs(turn) > cfg.max_yaw_correction_rad:
+            res = icp(False)
         if res.fitness >= cfg.min_fitness:
             pose_obs, fitness = res.world_SE3_object, res.fitness
     if fitness == 0.0:
@@ -221,7 +256,7 @@ def propagate_drive(
             progress(step, total_steps)
         return bool(cancel is not None and cancel())
 
-    cache: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+    cache: dict[int, _SweepWorld | None] = {}
 
     def sweep(frame: int):
         if frame not in cache:
@@ -239,7 +274,8 @@ def propagate_drive(
                 if data is None or frame not in w.key_frames:
                     continue
                 pose = w.key.pose_at(np.array([frame_times[frame]]))[0]
-                obs, obs_t = _object_points(data[0], data[1], pose, w.key.lwh_m, 0.1)
+                near, near_t = data.near(pose.translation, float(np.linalg.norm(w.key.lwh_m[:2]) / 2 + 1.0))
+                obs, obs_t = _object_points(near, near_t, pose, w.key.lwh_m, 0.1)
                 if len(obs):
                     pose_obs = _at_time(w, pose, int(frame_times[frame]), int(np.round(obs_t.mean())))
                     w.model_parts.append(object_frame_points(obs, pose_obs, w.key.lwh_m, 0.1))
@@ -272,7 +308,7 @@ def propagate_drive(
                     if data is None:
                         w.results[frame] = (prior, "interpolated", 0, 0.0, 0.0)
                     else:
-                        w.results[frame] = _fit(w, config, data[0], data[1], prior, t)
+                        w.results[frame] = _fit(w, config, data, prior, t)
                 elif config.extrapolate and data is not None:
                     _extrapolate_step(w, config, frame, frame - 1, frame_times, world_SE3_ego_frames, data)
             if tick():
@@ -317,15 +353,20 @@ def _extrapolate_step(w: _TrackWork, cfg: PropagationConfig, frame: int, prev: i
         if f in w.key_frames:
             return w.key.pose_at(np.array([frame_times[f]]))[0]
         return None
+
     p1 = known(prev)
     if p1 is None:
         return
-    p0 = known(prev - step)
-    prior = p1 if p0 is None else p1.compose(p0.inverse().compose(p1))  # constant twist per frame
+    # The frame-to-frame motion comes from the keyframes' last (or first) segment, continued along its twist;
+    # differencing the previous estimates instead would compound their noise into the heading.
+    seg = w.key.pose_at(np.array([frame_times[prev], frame_times[frame]]))
+    prior = p1.compose(seg[0].inverse().compose(seg[1]))
     if np.linalg.norm(prior.translation[:2] - world_SE3_ego_frames[frame].translation[:2]) > cfg.max_range_m:
         w.stopped.add(step)
         return
-    pose, source, n_in, fitness, dev = _fit(w, cfg, data[0], data[1], prior, int(frame_times[frame]))
+    pose, source, n_in, fitness, dev = _fit(w, cfg, data, prior, int(frame_times[frame]))
+    # Sparse far points pull the height around; a road user stays on the ground the keyframes put it on.
+    pose = SE3._trusted(pose.rotation, np.r_[pose.translation[:2], prior.translation[2]])
     if n_in < cfg.min_points or source == "interpolated":
         w.lows[step] += 1
         if w.lows[step] >= 2:

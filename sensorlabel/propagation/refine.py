@@ -86,6 +86,7 @@ def icp_yaw_translation(
     max_iterations: int = 25,
     max_correspondence_m: tuple[float, float] = (1.0, 0.25),
     model_tree=None,
+    fit_yaw: bool = True,
 ) -> IcpResult:
     """Register observed points to an object model, moving the object only by yaw and translation.
 
@@ -95,6 +96,7 @@ def icp_yaw_translation(
         init_world_SE3_object: initial pose.
         max_iterations: iterations; the correspondence distance shrinks geometrically between the two bounds.
         model_tree: an optional prebuilt ``scipy.spatial.cKDTree`` over ``model_object``.
+        fit_yaw: when False only the translation moves (for objects whose heading the points cannot show).
 
     Returns:
         IcpResult; with fewer than 3 usable correspondences the initial pose is returned with fitness 0.
@@ -119,13 +121,13 @@ def icp_yaw_translation(
         mu_m, mu_t = matched_world.mean(axis=0), target.mean(axis=0)
         a, b = matched_world[:, :2] - mu_m[:2], target[:, :2] - mu_t[:2]
         h = a.T @ b
-        angle = np.arctan2(h[0, 1] - h[1, 0], h[0, 0] + h[1, 1])
+        angle = np.arctan2(h[0, 1] - h[1, 0], h[0, 0] + h[1, 1]) if fit_yaw else 0.0
         c, s = np.cos(angle), np.sin(angle)
         rz = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
         delta_t = mu_t - rz @ mu_m
         rotation = rz @ rotation
         translation = rz @ translation + delta_t
-        if abs(angle) < 1e-6 and np.linalg.norm(delta_t) < 1e-5:
+        if abs(angle) < 1e-5 and np.linalg.norm(delta_t) < 1e-4:
             break
     local = (points_world - translation) @ rotation
     dist, _ = tree.query(local, distance_upper_bound=max_correspondence_m[1])

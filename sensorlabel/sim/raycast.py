@@ -9,9 +9,10 @@ returned world points are exact (no sector approximation):
 * Each object class has one unit-size canonical mesh in its own ``RaycastingScene``. A (ray, object) pair is cast by
   moving the ray into the object's frame at the ray's time and dividing by the object's size; the ray parameter t is
   invariant under this affine map, so the world hit is ``origin + t * direction``.
-* A global-shutter camera (one instant, one viewpoint) is simply cast against the objects posed at that instant.
-* Otherwise candidate (ray, object) pairs come from a coarse grid of sample rays: a cell of the grid is a candidate for an
-  object when its sample ray passes within the object's bounding sphere, widened by the cell's angular radius and
+* A global-shutter camera (one instant, one viewpoint) is cast against one scene of the static world and the
+  objects posed at that instant (float32 world vertices: within 0.1 mm, plenty for rendering).
+* Otherwise candidate (ray, object) pairs come from a coarse grid of sample rays: a cell of the grid is a candidate
+  for an object when its sample ray passes within the object's bounding sphere, widened by the cell's angular radius and
   by how far the sensor and the object can move within the cell's time span. This is a strict superset of the
   rays that can hit the object, so no return is lost.
 """

@@ -117,8 +117,8 @@ class SimDrive:
         self.sensors: dict[str, SensorCalibration] = {
             LIDAR_NAME: SensorCalibration(LIDAR_NAME, "lidar", EGO_SE3_LIDAR)}
         for i, name in enumerate(config.camera_names):
-            self.sensors[name] = SensorCalibration(name, "camera", _ego_SE3_camera(name), _camera_model(config, i, name),
-                                                   readout_s=config.camera_readout_s)
+            self.sensors[name] = SensorCalibration(name, "camera", _ego_SE3_camera(name),
+                                                   _camera_model(config, i, name), readout_s=config.camera_readout_s)
         self._camera_grids: dict[str, tuple[RayGrid, np.ndarray]] = {}
         self._sweeps: OrderedDict[int, _SweepData] = OrderedDict()
         self._lock = threading.Lock()  # frames may be generated from several threads (see write_sim_drive)

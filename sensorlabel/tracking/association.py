@@ -95,7 +95,9 @@ def _paired_affinity_codes(a: np.ndarray, b: np.ndarray, codes: np.ndarray) -> n
     import shapely
 
     pa, pb, cp = a[polygonal], b[polygonal], codes[polygonal]
-    ca, cb = bev_corners(pa), bev_corners(pb)
+    m = pa.shape[0]
+    corners = bev_corners(np.concatenate([pa, pb]))
+    ca, cb = corners[:m], corners[m:]
     # shapely's vectorised C routines: a handful of calls for all pairs, faster than dozens of small numpy calls.
     inter_bev = shapely.area(shapely.intersection(shapely.polygons(ca), shapely.polygons(cb)))
     area_a, area_b = pa[:, 4] * pa[:, 5], pb[:, 4] * pb[:, 5]
@@ -159,12 +161,12 @@ def associate(
     t, d = tracks_box7.shape[0], detections_box7.shape[0]
     if t == 0 or d == 0:
         return Association(np.zeros((0, 2), np.int64), np.zeros(0), np.arange(t), np.arange(d))
-    centre_dist = np.linalg.norm(tracks_box7[:, None, :3] - detections_box7[None, :, :3], axis=2)
-    half_diag_t = 0.5 * np.linalg.norm(tracks_box7[:, 4:7], axis=1)
-    half_diag_d = 0.5 * np.linalg.norm(detections_box7[:, 4:7], axis=1)
-    candidate = (track_class[:, None] == detection_class[None, :]) & (
-        centre_dist <= half_diag_t[:, None] + half_diag_d[None, :] + gate_margin_m
-    )
+    diff = tracks_box7[:, None, :3] - detections_box7[None, :, :3]
+    centre_dist2 = np.einsum("tdk,tdk->td", diff, diff)
+    half_diag_t = 0.5 * np.sqrt(np.einsum("tk,tk->t", tracks_box7[:, 4:7], tracks_box7[:, 4:7]))
+    half_diag_d = 0.5 * np.sqrt(np.einsum("dk,dk->d", detections_box7[:, 4:7], detections_box7[:, 4:7]))
+    reach = half_diag_t[:, None] + half_diag_d[None, :] + gate_margin_m
+    candidate = (track_class[:, None] == detection_class[None, :]) & (centre_dist2 <= reach * reach)
     if track_stream is not None and detection_stream is not None:
         candidate &= track_stream[:, None] == detection_stream[None, :]
     rows, cols = np.nonzero(candidate)
@@ -177,12 +179,16 @@ def associate(
     # Solve only over the tracks and detections that have an admissible pair. Forbidden entries get a cost larger
     # than any sum of admissible ones (so the assignment maximises the number of matches, then the affinity)
     # but small enough to keep the affinities' precision.
-    used_r, sub_r = np.unique(rows, return_inverse=True)
-    used_c, sub_c = np.unique(cols, return_inverse=True)
+    has_r = np.zeros(t, dtype=bool)
+    has_r[rows] = True
+    has_c = np.zeros(d, dtype=bool)
+    has_c[cols] = True
+    used_r, used_c = np.flatnonzero(has_r), np.flatnonzero(has_c)
+    sub_r, sub_c = np.cumsum(has_r) - 1, np.cumsum(has_c) - 1
     span = float(np.abs(affinity).max(initial=0.0)) + 1.0
     forbidden = 2.0 * span * (min(used_r.size, used_c.size) + 1)
     cost = np.full((used_r.size, used_c.size), forbidden)
-    cost[sub_r.reshape(-1), sub_c.reshape(-1)] = -affinity
+    cost[sub_r[rows], sub_c[cols]] = -affinity
     sr, sc = linear_sum_assignment(cost)
     ok = cost[sr, sc] < forbidden
     sr, sc = sr[ok], sc[ok]

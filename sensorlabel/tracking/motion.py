@@ -147,11 +147,18 @@ class ConstantVelocity(MotionModel):
     name = "cv"
     state_dim = 10
 
+    def __init__(self, noise: MotionNoise | None = None):
+        super().__init__(noise)
+        self._transition_cache: tuple[float, np.ndarray, np.ndarray] | None = None
+
     def _init_motion_var(self) -> np.ndarray:
         return np.full(3, self.noise.init_speed_mps**2)
 
     def transition(self, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """(F (10, 10), Q (10, 10)) for one step; the same for every track."""
+        """(F (10, 10), Q (10, 10)) for one step; the same for every track (cached for the last step length)."""
+        cached = self._transition_cache
+        if cached is not None and cached[0] == dt_s:
+            return cached[1], cached[2]
         n = self.noise
         F = np.eye(self.state_dim)
         F[0, 7] = F[1, 8] = F[2, 9] = dt_s
@@ -162,6 +169,7 @@ class ConstantVelocity(MotionModel):
         Q = (G * n.accel_mps2**2) @ G.T
         Q[YAW, YAW] += (n.yaw_accel_radps2 * dt_s) ** 2
         Q[[4, 5, 6], [4, 5, 6]] += (n.size_rate_mps * abs(dt_s)) ** 2
+        self._transition_cache = (dt_s, F, Q)
         return F, Q
 
     def predict(self, x: np.ndarray, P: np.ndarray, dt_s: float) -> tuple[np.ndarray, np.ndarray]:

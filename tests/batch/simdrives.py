@@ -2,7 +2,7 @@
 batch runner. Used by tests/batch and benchmarks/bench_batch.py; importable by Dask worker processes.
 
 Size of a drive (stated in the test and benchmark reports): 32 beams x 512 azimuth steps (about 16k points per
-sweep), one 320x180 camera, ``num_frames`` frames at 10 Hz.
+sweep), one 320x180 camera, 6 cars, 4 pedestrians, 2 cyclists, ``num_frames`` frames at 10 Hz.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from pathlib import Path
 import numpy as np
 
 KEYFRAME_INTERVAL = 5
-SIM_SIZE = {"num_beams": 32, "azimuth_steps": 512, "num_cameras": 1, "image_size_px": (320, 180)}
+SIM_SIZE = {"num_beams": 32, "azimuth_steps": 512, "num_cameras": 1, "image_size_px": (320, 180), "num_cars": 6,
+            "num_pedestrians": 4, "num_cyclists": 2}
 
 
-def make_keyframed_drive(path: Path, seed: int, num_frames: int = 11) -> dict[tuple[int, int], object]:
-    """Simulate a drive, write it (no labels) and store the truth at every 5th frame as human keyframes.
+def make_keyframed_drive(path: Path, seed: int, num_frames: int = 11, labels: str = "keyframes"
+                         ) -> dict[tuple[int, int], object]:
+    """Simulate a drive and write it with ``labels="keyframes"``: the truth at every 5th frame as human boxes, or
+    ``"truth"``: every truth box as ``imported`` (the ground truth of ``eval``).
 
     Each store track carries ``{"sim_track_id": id}`` so automated boxes can be matched back to the truth.
 
@@ -30,13 +33,17 @@ def make_keyframed_drive(path: Path, seed: int, num_frames: int = 11) -> dict[tu
     from sensorlabel.sim import SimConfig, simulate, write_sim_drive
 
     sim = simulate(SimConfig(seed=seed, num_frames=num_frames, **SIM_SIZE))
-    drive = write_sim_drive(sim, path)
+    drive = write_sim_drive(sim, path, with_labels="truth" if labels == "truth" else "none")
     frames, parts = [], []
     for f in range(drive.num_frames):
         boxes = sim.truth_boxes_ego(f)
         frames.append(np.full(len(boxes), f, dtype=np.int64))
         parts.append(boxes)
     truth, frame = Boxes.concatenate(parts), np.concatenate(frames)
+    truth_by_key = {(int(f), int(t)): truth[np.array([i])] for i, (f, t) in enumerate(zip(frame, truth.track_id))}
+    if labels == "truth":
+        drive.labels.close()
+        return truth_by_key
     key = frame % KEYFRAME_INTERVAL == 0
     store = drive.labels
     id_map = {int(t): store.add_track(str(truth.label[truth.track_id == t][0]), {"sim_track_id": int(t)})
@@ -45,7 +52,7 @@ def make_keyframed_drive(path: Path, seed: int, num_frames: int = 11) -> dict[tu
     store.put_boxes(frame[key], keyed.replace(track_id=np.array([id_map[int(t)] for t in keyed.track_id])),
                     source="human", description="keyframes from the simulator truth")
     store.close()
-    return {(int(f), int(t)): truth[np.array([i])] for i, (f, t) in enumerate(zip(frame, truth.track_id))}
+    return truth_by_key
 
 
 def automated_iou(drive_path: Path, truth: dict) -> tuple[np.ndarray, int]:

@@ -70,3 +70,13 @@ def test_bad_bag_and_missing_source(tmp_path):
     assert "x.mcap: corrupt MCAP" in done.stderr
     missing = _run("import", "sustech", tmp_path / "nowhere", "--out", "d.drive", cwd=tmp_path)
     assert missing.returncode == 2 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_unknown_format_is_a_format_error_naming_the_source(tmp_path):
+    from sensorlabel.errors import FormatError
+    from sensorlabel.formats import get_importer, import_drive
+
+    with pytest.raises(FormatError, match="unknown import format 'kitty'; known: av2, kitti-object"):
+        get_importer("kitty")
+    with pytest.raises(FormatError, match=f"{tmp_path}: unknown import format 'ros1'"):
+        import_drive("ros1", tmp_path, tmp_path / "x.drive")

@@ -12,7 +12,7 @@ import pytest
 
 from sensorlabel.errors import FormatError
 from sensorlabel.formats import export_drive, import_drive
-from sensorlabel.formats.pcd import read_pcd
+from sensorlabel.formats.pcd import parse_pcd_header, read_pcd
 from sensorlabel.formats.sustech import read_sustech_calib, read_sustech_labels, read_sustech_pcd
 
 pytestmark = pytest.mark.realdata
@@ -47,15 +47,27 @@ def test_real_layout_of_frame_000970(scene):
     assert 1800 < start_s < 1830  # the sensor's clock, seconds
 
 
-def test_generic_reader_agrees_on_xyz_intensity_but_not_time(scene):
-    """The header's offsets are right for x, y, z, intensity and wrong for the time: what the importer fixes."""
+def test_generic_reader_applies_the_real_layout(scene):
+    """The header's offsets are right for x, y, z, intensity and wrong for the time and ring; read_pcd knows."""
     real, _, start_s = read_sustech_pcd(scene / "lidar" / "000970.pcd")
+    raw = (scene / "lidar" / "000970.pcd").read_bytes()
+    header = parse_pcd_header(raw, "000970.pcd")
+    assert header.is_sustech_layout and header.record_size == 48
     generic = read_pcd(scene / "lidar" / "000970.pcd")  # must not fail on the 3,848 trailing bytes
     assert generic.num_points == 66_899
-    for j, name in enumerate(("x", "y", "z", "intensity")):
+    for j, name in enumerate(("x", "y", "z", "intensity", "ring")):
         np.testing.assert_array_equal(generic.columns[name], real[:, j])
-    header_time = generic.columns["timestamp"]
-    assert not np.allclose(header_time, start_s + real[:, 5].astype(np.float64), atol=1.0)
+    np.testing.assert_allclose(generic.columns["timestamp"] - start_s, real[:, 5], atol=1e-6)
+    # what trusting the header would give: the time 4 bytes early, garbage
+    implied = np.frombuffer(raw, "<f8", count=66_899 * 6, offset=header.data_offset + 20)[::6]
+    assert not np.allclose(implied, generic.columns["timestamp"], atol=1.0)
+
+
+def test_pcd_folder_import_of_sustech_sweeps(scene, tmp_path):
+    drive = import_drive("pcd", scene / "lidar", tmp_path / "p.drive")
+    sweep = drive.frame_sweep(2)
+    assert sweep.fields == ("x", "y", "z", "intensity", "ring", "t_offset_s") and sweep.points.shape == (66_899, 6)
+    assert 0.095 < float(sweep.field("t_offset_s").max()) < 0.1 and sweep.field("ring").max() == 39
 
 
 def test_import_frames_cameras_and_calibration(drive):

@@ -109,7 +109,8 @@ def test_ego_motion_compensation_keeps_static_objects_still():
     # sideways at up to ~15 m/s; in the world frame they stand still.
     rng = np.random.default_rng(5)
     n = 40
-    world_cars = Boxes.from_yaw(np.array([[20.0, 5, 0.8], [35, -4, 0.8], [50, 10, 0.8]]), np.tile([4.2, 1.8, 1.5], (3, 1)),
+    world_cars = Boxes.from_yaw(np.array([[20.0, 5, 0.8], [35, -4, 0.8], [50, 10, 0.8]]),
+                                np.tile([4.2, 1.8, 1.5], (3, 1)),
                                 np.array([0.3, -1.2, 2.0]), label=np.array(["Car"] * 3))
     t = np.arange(n) * DT_S
     yaw = 0.3 * t

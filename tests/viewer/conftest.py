@@ -11,6 +11,14 @@ import pytest
 os.environ.setdefault("LIBGL_ALWAYS_SOFTWARE", "1")
 
 
+def pytest_sessionstart(session):
+    # pyqtgraph caches compiled shader programs per class: every GL view must share one context group, set
+    # before pytest-qt creates the QApplication (as run_viewer does).
+    from sensorlabel.viewer.app import share_gl_contexts
+
+    share_gl_contexts()
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
     # pytest-xvfb has started Xvfb (and set DISPLAY) in its own pytest_configure by now; without a display (run

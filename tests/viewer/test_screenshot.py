@@ -60,7 +60,7 @@ def _check_window_and_drag(qtbot, drive_path):
 
     # Select the nearest box, zoom on it, drag it 1.5 m along ego x with the mouse.
     rec = c.records
-    i = int(np.argmin(np.hypot(*rec.boxes.center_m[:, :2].T)))
+    i = int(np.argmin(np.hypot(*rec.boxes.center_m[:, :2].T) + 1e3 * (rec.boxes.lwh_m[:, 0] < 2.5)))
     box_id, center = int(rec.box_id[i]), rec.boxes.center_m[i].copy()
     c.selection.select_track(int(rec.track_id[i]))
     window.bev.setXRange(center[0] - 8, center[0] + 8, padding=0)

@@ -158,7 +158,8 @@ def hit_test(pose: BoxPose, xy_m: np.ndarray, tolerance_m: float, handle_offset_
     if abs(lx) <= hl + tolerance_m and abs(ly) <= hw + tolerance_m:
         distances = {"front": abs(lx - hl), "back": abs(lx + hl), "left": abs(ly - hw), "right": abs(ly + hw)}
         edge = min(distances, key=distances.get)
-        if distances[edge] <= tolerance_m:
+        # On a small box (or zoomed out) the edge bands would cover it all: keep its middle for moving.
+        if distances[edge] <= min(tolerance_m, 0.3 * min(hl, hw) * 2):
             return edge
         return "move"
     return ""
