@@ -142,9 +142,10 @@ class BatchReport:
         rows = [(r.name, r.status if r.error is None else f"{r.status} ({r.error})", f"{r.seconds:.1f}",
                  r.message.replace("\n", " ")) for r in self.results]
         widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-        widths[3] = min(widths[3], 100)
-        lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths)), "-+-".join("-" * w for w in widths)]
-        lines += [" | ".join(c[:w].ljust(w) for c, w in zip(row, widths)) for row in rows]
+        widths[3] = min(widths[3], 60)  # the ruler only: messages (errors in full) are never cut
+        lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
+                 "-+-".join("-" * w for w in widths)]
+        lines += [" | ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
         lines.append(f"{self.command}: {len(self.results)} drives, {self.count(STATUS_DONE)} done, "
                      f"{self.count(STATUS_SKIPPED)} skipped, {self.count(STATUS_FAILED)} failed "
                      f"in {self.wall_s:.1f} s")
@@ -450,7 +451,7 @@ def run_drive(task: DriveTask, force: bool = False) -> DriveResult:
         message = _RUNNERS[task.command](task)
         write_marker(task, time.perf_counter() - start, message)
     except SensorlabelError as exc:
-        log.warning("%s %s failed: %s", task.command, task.drive, exc)
+        log.info("%s %s failed: %s", task.command, task.drive, exc)
         return DriveResult(task.name, task.drive, STATUS_FAILED, time.perf_counter() - start, str(exc),
                            ERROR_BAD_INPUT, _worker_id())
     except Exception as exc:  # noqa: BLE001 - a bug in one drive must not stop the batch; it is reported in full

@@ -205,7 +205,40 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate tracking or propagation against ground truth")
     eval_sub = p.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
     _add_eval_tracking(eval_sub)
-    # --- `sensorlabel eval propagation`: the propagation helper adds `_add_eval_propagation(eval_sub)` here. ---
+    _add_eval_propagation(eval_sub)
+
+
+def _add_eval_propagation(eval_sub: argparse._SubParsersAction) -> None:
+    p = eval_sub.add_parser("propagation", help="keyframe propagation vs copy/linear baselines on a labelled drive")
+    p.add_argument("drive", type=Path, help="a drive whose imported boxes (with track ids) are the ground truth")
+    p.add_argument("--intervals", type=int, nargs="+", default=[5, 10, 20], help="keyframe intervals")
+    p.add_argument("--protocol", choices=["track", "global"], default="track",
+                   help="track: each track keyed at its start, every k frames and its end; global: frames %% k == 0")
+    p.add_argument("--no-refine", action="store_true", help="score interpolation only (no ICP against the points)")
+    p.add_argument("--out", type=Path, help="write the scores as JSON here")
+    p.set_defaults(func=_cmd_eval_propagation)
+
+
+def _cmd_eval_propagation(args: argparse.Namespace) -> int:
+    import json
+
+    from sensorlabel.drive import Drive
+    from sensorlabel.errors import SchemaError
+    from sensorlabel.eval.propagation import GroundTruth, evaluate_propagation, format_table
+    from sensorlabel.propagation import PropagationConfig
+
+    drive = Drive.open(args.drive)
+    rec = drive.labels.query(sources=["imported"])
+    if len(rec) == 0:
+        raise SchemaError(args.drive, "no imported boxes to use as ground truth (labels.sqlite has none)")
+    times = drive.frame_timestamps_ns
+    gt = GroundTruth(rec.frame, rec.boxes, times, drive.world_SE3_ego(times))
+    results = evaluate_propagation(gt, tuple(args.intervals), drive=drive, protocol=args.protocol,
+                                   config=PropagationConfig(refine=not args.no_refine))
+    print(format_table(results))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+    return 0
 
 
 def _add_eval_tracking(eval_sub: argparse._SubParsersAction) -> None:
@@ -261,7 +294,12 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
+    import os
+
     from tqdm import tqdm
+
+    # Dask logs every worker start and stop at INFO; keep them for --verbose (read when distributed is imported).
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if args.verbose else "warning")
 
     from sensorlabel.batch import run_batch
 

@@ -89,12 +89,12 @@ def raw_layout(array) -> RawLayout | None:
 
 
 class ChunkStreamWriter:
-    """Appends rows to an uncompressed array by streaming them into its chunk files; :meth:`close` sets the shape.
+    """Appends rows to an uncompressed array by streaming them into its chunk files.
 
     Each append writes the caller's rows straight into the open chunk file (no copy, no buffering beyond the OS
-    page cache); a chunk file is closed when full and the next one opened. The array's ``zarr.json`` is rewritten
-    once, by :meth:`close`, with the final row count. Until then the array reads as empty (shape 0), so a
-    half-written array never passes as complete.
+    page cache); a chunk file is closed when full and the next one opened. :meth:`finish` pads the last chunk; the
+    owner then sets the array's shape to :attr:`shape` (one ``zarr.json`` write, e.g. ``array.resize(shape)``).
+    Until then the array reads as empty (shape 0), so a half-written array never passes as complete.
     """
 
     def __init__(self, array):
@@ -103,7 +103,7 @@ class ChunkStreamWriter:
             raise ValueError(f"{array.store_path}: not an uncompressed little-endian zarr v3 array in a local store")
         if array.shape[0] != 0:
             raise ValueError(f"{array.store_path}: streaming starts from an empty array, found shape {array.shape}")
-        self._array = array
+        self.array = array
         self._layout = layout
         self._file = None
         self._chunk_index = 0
@@ -140,14 +140,21 @@ class ChunkStreamWriter:
                 self._rows_in_chunk = 0
         self.num_rows += len(rows)
 
-    def close(self) -> None:
-        """Pad the last chunk to full size with zero (fill value) bytes, then record the final shape in zarr.json."""
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The array's shape once every appended row is in: (num_rows,) + row_shape."""
+        return (self.num_rows, *self._layout.row_shape)
+
+    def finish(self) -> None:
+        """Pad the last chunk file to full size with zero (fill value) bytes and close it.
+
+        Raises:
+            OSError: the chunk file cannot be written.
+        """
         if self._file is not None:
             self._file.write(bytes((self._layout.chunk_rows - self._rows_in_chunk) * self._layout.row_nbytes))
             self._file.close()
             self._file = None
-        if self.num_rows:
-            self._array.resize((self.num_rows, *self._layout.row_shape))
 
     def discard(self) -> None:
         """Close the open chunk file without completing the array (the writer is being aborted)."""

@@ -152,8 +152,9 @@ def _stamp_ns(header, path: Path, topic: str) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 # raw reading: the only place that calls the mcap libraries on untrusted bytes
 # ----------------------------------------------------------------------------------------------------------------
-def _iter_messages(path: Path, topics: set[str] | None) -> Iterator[tuple[str, str, Any]]:
-    """Yield ``(topic, schema_name, decode)`` for each message, in file order; ``decode()`` returns the message.
+def _iter_messages(path: Path, topics: set[str] | None) -> Iterator[tuple[str, str, Any, int]]:
+    """Yield ``(topic, schema_name, decode, log_time_ns)`` for each message, in file order; ``decode()`` returns the
+    message.
 
     The mcap and CDR parsers raise many exception types on corrupt input (struct.error, IndexError, ValueError,
     UnicodeDecodeError, McapError, zstd errors, ...); every one of them is the file's fault, so all become a
@@ -196,7 +197,7 @@ def _iter_messages(path: Path, topics: set[str] | None) -> Iterator[tuple[str, s
                     raise FormatError(path, f"{channel.topic}: cannot decode {schema.name} message: "
                                             f"{type(exc).__name__}: {exc}"[:400]) from None
 
-            yield channel.topic, schema.name, decode
+            yield channel.topic, schema.name, decode, int(message.log_time)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -371,7 +372,7 @@ def scan_bag(path: str | Path, lidar_topics: list[str] | None = None,
     info_models: dict[str, Any] = {}
     contents = BagContents()
     sensor_types = (POINTCLOUD2, COMPRESSED_IMAGE, IMAGE)
-    for topic, schema, decode in _iter_messages(path, None):
+    for topic, schema, decode, _ in _iter_messages(path, None):
         channels.setdefault(topic, schema)
         with _message_fields(path, topic):
             if topic in TF_TOPICS and schema == TF_MESSAGE:
@@ -498,8 +499,12 @@ def world_poses(contents: BagContents, ego_frame: str, world_frame: str | None, 
 # ----------------------------------------------------------------------------------------------------------------
 # pass 2 and the importer
 # ----------------------------------------------------------------------------------------------------------------
-def iter_sensor_data(path: str | Path, contents: BagContents) -> Iterator[tuple[str, str, int, Any]]:
+def iter_sensor_data(path: str | Path, contents: BagContents,
+                     time_source: str = "header") -> Iterator[tuple[str, str, int, Any]]:
     """Second pass: ``("lidar", name, stamp_ns, (points, fields))`` and ``("camera", name, stamp_ns, bytes)``.
+
+    ``time_source`` ``"header"`` takes each message's ``header.stamp``, ``"log"`` its MCAP log time (for drivers
+    that leave the stamp empty).
 
     Raises:
         FormatError: a corrupt bag or message (see :func:`pointcloud2_columns`, :func:`image_to_png`).
@@ -508,10 +513,12 @@ def iter_sensor_data(path: str | Path, contents: BagContents) -> Iterator[tuple[
 
     path = Path(path)
     topics = set(contents.lidar_topics) | set(contents.camera_topics)
-    for topic, schema, decode in _iter_messages(path, topics):
+    if time_source not in ("header", "log"):
+        raise ValueError(f"time_source: expected 'header' or 'log', got {time_source!r}")
+    for topic, schema, decode, log_time_ns in _iter_messages(path, topics):
         with _message_fields(path, topic):
             msg = decode()
-            stamp = _stamp_ns(msg.header, path, topic)
+            stamp = _stamp_ns(msg.header, path, topic) if time_source == "header" else log_time_ns
             if topic in contents.lidar_topics:
                 columns = pointcloud2_columns(msg, path, topic)
                 record = "lidar", contents.lidar_topics[topic], stamp, columns_to_lidar_points(columns, path, stamp)
@@ -531,6 +538,7 @@ def import_mcap(
     camera_topics: list[str] | None = None,
     ego_frame: str = "base_link",
     world_frame: str | None = None,
+    time_source: str = "header",
     name: str | None = None,
 ) -> Drive:
     """Import a ROS 2 MCAP bag (see the module docstring).
@@ -542,6 +550,7 @@ def import_mcap(
         lidar_topics, camera_topics: the topics to import (all PointCloud2 / image topics by default).
         ego_frame: the vehicle frame of the TF tree.
         world_frame: the fixed frame for the poses (default: the root above ``ego_frame``).
+        time_source: sensor times from ``"header"`` stamps or the MCAP ``"log"`` times.
         name: the drive name; the file stem by default.
 
     Raises:
@@ -571,7 +580,8 @@ def import_mcap(
                       metadata=metadata) as writer:
         if poses is not None:
             writer.write_poses(*poses)
-        for kind, sensor_name, stamp, payload in progress(iter_sensor_data(src, contents), desc=f"import {src.name}"):
+        for kind, sensor_name, stamp, payload in progress(iter_sensor_data(src, contents, time_source),
+                                                                desc=f"import {src.name}"):
             if kind == "lidar":
                 writer.append_lidar_sweep(sensor_name, payload[0], payload[1], stamp)
             else:
@@ -586,7 +596,7 @@ def read_bag(path: str | Path, **options) -> tuple[BagContents, list[tuple[str, 
         FormatError: as :func:`scan_bag` and :func:`iter_sensor_data`.
     """
     contents = scan_bag(path, options.get("lidar_topics"), options.get("camera_topics"))
-    return contents, list(iter_sensor_data(path, contents))
+    return contents, list(iter_sensor_data(path, contents, options.get("time_source", "header")))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -185,27 +185,41 @@ class _PoseTrack:
         affine = np.concatenate([poses.rotation, poses.translation[:, :, None]], axis=2)  # (n_seg+1, 3, 4)
         self.weights = np.concatenate([affine[:-1], affine[1:] - affine[:-1]], axis=1).astype(np.float32)
 
-    def apply(self, rows4: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
-        """Map (4,N) float32 homogeneous rows with the transform at each point's (N,) int64 time; (3,N) float32."""
-        x = (np.asarray(times_ns, dtype=np.int64) - self.t0_ns).astype(np.float64) * (self.n_seg / self.span_ns)
-        seg = np.clip(x.astype(np.int64), 0, self.n_seg - 1)
-        alpha = (x - seg).astype(np.float32)
+    def apply(self, rows4: np.ndarray, times_ns: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Map (4,N) float32 homogeneous rows with the transform at each point's (N,) int64 time.
+
+        Returns:
+            (3,N) float32, written into ``out`` when given (it may be ``rows4[:3]``: each interval is read before it
+            is written).
+        """
+        times = np.asarray(times_ns, dtype=np.int64)
+        # Knot-interval coordinate; float32 resolves 10 ns over a 0.1 s span, far below any pose change.
+        tau = (times - self.t0_ns).astype(np.float32)
+        tau *= np.float32(self.n_seg / self.span_ns)
+        n = rows4.shape[1]
+        if out is None:
+            out = np.empty((3, n), dtype=np.float32)
         order = None
-        if self.n_seg > 1 and np.any(seg[1:] < seg[:-1]):
+        if np.any(times[1:] < times[:-1]):
             # Out of firing order: group by interval with one radix sort (stable argsort of 16-bit keys).
-            order = np.argsort(seg.astype(np.int16 if self.n_seg < 2 ** 15 else np.int32), kind="stable")
-            rows4, seg, alpha = np.take(rows4, order, axis=1), seg[order], alpha[order]
-        bounds = np.searchsorted(seg, np.arange(self.n_seg + 1))
-        out = np.empty((3, rows4.shape[1]), dtype=np.float32)
+            seg = np.clip(tau, 0, self.n_seg - 1).astype(np.int16 if self.n_seg < 2 ** 15 else np.int32)
+            order = np.argsort(seg, kind="stable")
+            rows4, tau = np.take(rows4, order, axis=1), np.take(tau, order)
+            bounds = np.searchsorted(seg[order], np.arange(self.n_seg + 1))
+            target = np.empty((3, n), dtype=np.float32)
+        else:
+            knots = np.arange(self.n_seg + 1, dtype=np.float32)
+            knots[0], knots[-1] = -np.inf, np.inf  # times outside the span extrapolate the end intervals
+            bounds = np.searchsorted(tau, knots)
+            target = out
         for k in np.flatnonzero(bounds[1:] > bounds[:-1]):
             s, e = bounds[k], bounds[k + 1]
             terms = self.weights[k] @ rows4[:, s:e]
-            np.multiply(terms[3:], alpha[s:e], out=terms[3:])
-            np.add(terms[:3], terms[3:], out=out[:, s:e])
+            alpha = tau[s:e] - np.float32(k)
+            np.multiply(terms[3:], alpha, out=terms[3:])
+            np.add(terms[:3], terms[3:], out=target[:, s:e])
         if order is not None:
-            unsorted = np.empty_like(out)
-            unsorted[:, order] = out
-            out = unsorted
+            out[:, order] = target
         return out
 
 
@@ -255,7 +269,7 @@ def _compensate_rows(points_lidar: np.ndarray, point_times_ns: np.ndarray | int,
         return rows
     track = _PoseTrack(world_SE3_ego, int(times.min()), int(times.max()), ref_SE3_world, ego_SE3_lidar,
                        knot_spacing_ns)
-    rows[:3] = track.apply(rows, times)
+    track.apply(rows, times, out=rows[:3])
     return rows
 
 
@@ -336,34 +350,44 @@ class _SectorIndex:
     that each camera takes a few contiguous slices of candidates instead of testing the whole cloud (see the module
     docstring for the margins).
 
+    Range bands are octaves of the squared horizontal range, read from the float32 exponent bits: band j >= 1 holds
+    ``2^(j+2) <= x^2 + y^2 < 2^(j+3)`` (inner radius ``2^((j+2)/2)``: 2.8, 4, 5.7, 8, 11, 16 ... m), band 0 everything
+    closer than 2.8 m (it goes to every camera) and the last band everything beyond.
+
     Attributes:
-        rows4: (4,P) float32 homogeneous rows in sorted order. order: (P,) int64 original index of each sorted row.
+        rows4: (4,P) float32 homogeneous rows in sorted order. order: (P,) int32 original index of each sorted row.
         starts: (BANDS * BINS + 1,) start of every (band, bin) cell in the sorted order.
     """
 
     BINS = 256
-    # Inner horizontal radius of each range band; band 0 (closer than 2 m) goes to every camera.
-    BAND_INNER_M = np.array([0.0, 2.0, 3.0, 4.5, 7.0, 10.0, 15.0, 25.0, 50.0])
+    BANDS = 11
 
     def __init__(self, rows4: np.ndarray):
         x, y = rows4[0], rows4[1]
+        r2 = x * x
+        r2 += y * y
+        band = (r2.view(np.int32) >> 23) - (127 + 2)
+        np.clip(band, 0, self.BANDS - 1, out=band)
+        key = band.astype(np.int16)
+        key *= np.int16(self.BINS)
         pseudo = _pseudo_angle(x, y)
-        azimuth_bin = np.minimum(((pseudo + 2.0) * (self.BINS / 4.0)).astype(np.int16), self.BINS - 1)
-        band = np.searchsorted(np.square(self.BAND_INNER_M[1:]).astype(np.float32), x * x + y * y, side="right")
-        key = band.astype(np.int16) * np.int16(self.BINS) + azimuth_bin
-        self.order = np.argsort(key, kind="stable")  # a radix sort on 16-bit keys
+        pseudo += 2.0
+        pseudo *= np.float32(self.BINS / 4.0)
+        key += np.minimum(pseudo.astype(np.int16), np.int16(self.BINS - 1))
+        self.order = np.argsort(key, kind="stable").astype(np.int32)  # a radix sort on 16-bit keys
         self.rows4 = np.take(rows4, self.order, axis=1)
-        counts = np.bincount(key, minlength=len(self.BAND_INNER_M) * self.BINS)
+        counts = np.bincount(key, minlength=self.BANDS * self.BINS)
         self.starts = np.concatenate([[0], np.cumsum(counts)])
+        self.inner_m = np.concatenate([[0.0], 2.0 ** ((np.arange(1, self.BANDS) + 2) / 2.0)])
 
     def _bin(self, azimuth_rad: float) -> int:
         pseudo = float(_pseudo_angle(np.cos(azimuth_rad), np.sin(azimuth_rad)))
         return min(int((pseudo + 2.0) * (self.BINS / 4.0)), self.BINS - 1)
 
-    def candidates(self, cam_SE3_ref: SE3, bounds) -> tuple[np.ndarray, np.ndarray] | None:
-        """(4,K) rows and (K,) original indices of the points that can be in the camera's view, or None (all
-        points) when the sector test does not apply (no bounded field of view, or a camera looking steeply up or
-        down)."""
+    def slices(self, cam_SE3_ref: SE3, bounds) -> list[tuple[int, int]] | None:
+        """Slices ``(start, end)`` of the sorted rows holding every point that can be in the camera's view, or None
+        (all points) when the sector test does not apply (no bounded field of view, or a camera looking steeply up
+        or down)."""
         if bounds is None:
             return None
         ref_SE3_cam = cam_SE3_ref.inverse()
@@ -378,26 +402,29 @@ class _SectorIndex:
         if hi - lo >= np.pi:
             return None
         offset_m = float(np.hypot(*ref_SE3_cam.translation[:2]))
-        slices = []
-        for band, inner_m in enumerate(self.BAND_INNER_M):
+        out = []
+        for band, inner_m in enumerate(self.inner_m):
             base = band * self.BINS
             # One degree on top of the exact bound absorbs rounding and the float32 coordinates.
             margin = np.arcsin(offset_m / inner_m) + np.deg2rad(1.0) if inner_m > offset_m else np.pi
             if hi - lo + 2 * margin >= 2 * np.pi:
-                slices.append((self.starts[base], self.starts[base + self.BINS]))
+                out.append((self.starts[base], self.starts[base + self.BINS]))
                 continue
             b0, b1 = self._bin(axis_az + lo - margin), self._bin(axis_az + hi + margin)
             if b0 <= b1:
-                slices.append((self.starts[base + b0], self.starts[base + b1 + 1]))
+                out.append((self.starts[base + b0], self.starts[base + b1 + 1]))
             else:  # the sector wraps around -x
-                slices.append((self.starts[base + b0], self.starts[base + self.BINS]))
-                slices.append((self.starts[base], self.starts[base + b1 + 1]))
-        slices = [(s, e) for s, e in slices if e > s]
-        if not slices:
-            return np.zeros((4, 0), np.float32), np.zeros(0, np.int64)
-        rows = np.concatenate([self.rows4[:, s:e] for s, e in slices], axis=1)
-        index = np.concatenate([self.order[s:e] for s, e in slices])
-        return rows, index
+                out.append((self.starts[base + b0], self.starts[base + self.BINS]))
+                out.append((self.starts[base], self.starts[base + b1 + 1]))
+        merged: list[tuple[int, int]] = []
+        for s, e in sorted(out):
+            if e <= s:
+                continue
+            if merged and s <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+            else:
+                merged.append((int(s), int(e)))
+        return merged
 
 
 def _project_rows(camera: CameraModel, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -476,13 +503,21 @@ def _project_view(rows4: np.ndarray, index: _SectorIndex | None, view: CameraVie
     ego_mid_SE3_world = _call_pose(world_SE3_ego, np.array([int(view.timestamp_ns)]))[0].inverse()
     cam_SE3_ref = view.cam_SE3_ego.compose(ego_mid_SE3_world).compose(ref_pose)
     bounds = _cull_bounds(cam, _CULL_MARGIN_ROLLING if rolling else _CULL_MARGIN)
+    affine = _affine(cam_SE3_ref)
 
-    found = None if index is None else index.candidates(cam_SE3_ref, bounds)
-    if found is None:
-        rows, idx = rows4, None
+    slices = None if index is None else index.slices(cam_SE3_ref, bounds)
+    if slices is None:
+        rows, cand = rows4, None
+        p_cam = affine @ rows
     else:
-        rows, idx = found
-    p_cam = _affine(cam_SE3_ref) @ rows
+        rows = index.rows4
+        sizes = [e - s for s, e in slices]
+        p_cam = np.empty((3, sum(sizes)), dtype=np.float32)
+        pos = 0
+        for (s, e), n in zip(slices, sizes):
+            np.matmul(affine, rows[:, s:e], out=p_cam[:, pos:pos + n])
+            pos += n
+        cand = np.concatenate([index.order[s:e] for s, e in slices]) if slices else np.zeros(0, np.int32)
     # Cheap cull on depth and on the normalised-coordinate bounds of the image; the exact model runs on the rest.
     # With a rolling shutter the row pose moves points by centimetres, so the near test is relaxed here and made
     # exact by the model.
@@ -493,16 +528,19 @@ def _project_view(rows4: np.ndarray, index: _SectorIndex | None, view: CameraVie
         keep &= (xc >= x_lo * zc) & (xc <= x_hi * zc) & (yc >= y_lo * zc) & (yc <= y_hi * zc)
     keep = np.flatnonzero(keep)
     p_cam = np.take(p_cam, keep, axis=1)
-    idx = keep if idx is None else np.take(idx, keep)
+    if cand is None:
+        idx = keep
+    else:
+        idx = np.take(cand, keep)
 
     u, v, valid = _project_rows(cam, p_cam)
     if rolling and len(idx):
-        sub = np.take(rows, keep, axis=1)
+        sub = np.take(rows4, idx, axis=1)
         half_ns = int(round(view.readout_s * 0.5e9))
         t_mid = int(view.timestamp_ns)
         # cam(t)_SE3_ref over the readout: cam_SE3_ego . inverse(ref_SE3_world . world_SE3_ego(t)).
-        track = _PoseTrack(world_SE3_ego, t_mid - half_ns, t_mid + half_ns, ref_pose.inverse(), view.cam_SE3_ego.inverse(),
-                           knot_spacing_ns, invert=True)
+        track = _PoseTrack(world_SE3_ego, t_mid - half_ns, t_mid + half_ns, ref_pose.inverse(),
+                           view.cam_SE3_ego.inverse(), knot_spacing_ns, invert=True)
         h = cam.height_px
         for _ in range(max(int(rolling_iterations), 1)):
             row = np.clip(v, 0.0, h - 1.0)
@@ -513,7 +551,7 @@ def _project_view(rows4: np.ndarray, index: _SectorIndex | None, view: CameraVie
     uv = np.empty((len(keep), 2), dtype=np.float32)
     uv[:, 0] = np.take(u, keep)
     uv[:, 1] = np.take(v, keep)
-    return Projection(view.name, num_points, np.take(idx, keep).astype(np.int64, copy=False), uv,
+    return Projection(view.name, num_points, np.take(idx, keep).astype(np.int64), uv,
                       np.take(p_cam[2], keep), cam.width_px, cam.height_px, float(cam.fy_px))
 
 

@@ -213,3 +213,9 @@ def test_bad_bags_give_one_format_error_naming_the_file(tmp_path):
                                              ("/camera/camera_info", "camera")])
 def test_sensor_names_from_topics(topic, name):
     assert sensor_name_from_topic(topic) == name
+
+
+def test_log_times_instead_of_header_stamps(tmp_path):
+    t0, *_ = _foreign_bag(tmp_path / "robot.mcap")
+    drive = import_mcap(tmp_path / "robot.mcap", tmp_path / "log.drive", time_source="log")
+    np.testing.assert_array_equal(drive.camera_timestamps_ns("camera"), t0 + np.arange(3) * 100_000_000)
