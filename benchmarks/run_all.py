@@ -26,7 +26,7 @@ repository root. It must print, as the last line on stdout that parses as JSON, 
 Scripts also write ``benchmarks/results/<benchmark>.json`` (the same record) and ``<benchmark>.png``; they exit
 non-zero when the run itself is wrong (a failed check), not when a target is missed.
 
-``summary.json`` holds the machine description (CPU model, cores, RAM, Python, numpy, OS), the time of the run,
+``summary.md`` holds the machine and the table in Markdown, for the README. ``summary.json`` holds the machine description (CPU model, cores, RAM, Python, numpy, OS), the time of the run,
 and per script: its status (``ok``, ``failed``, ``timeout``, ``no-json``, ``bad-record`` when a figure lacks one of the
 keys above), wall time, the record, and the tail of its
 stderr when it did not succeed.
@@ -180,6 +180,15 @@ def table(entries: list[dict]) -> tuple[str, list[str]]:
     return "\n".join(lines), problems
 
 
+def summary_markdown(summary: dict, text: str) -> str:
+    """``summary.md``: the machine, the time of the run and the table, ready to paste into the README."""
+    m = summary["machine"]
+    return (f"Benchmarks of {summary['created_utc']}{' (--quick)' if summary['quick'] else ''} on {m['cpu_model']}, "
+            f"{m['logical_cores']} logical cores ({m['usable_cores']} usable), {m['ram_gib']} GiB RAM, "
+            f"Python {m['python']}, numpy {m['numpy']}, {m['os']} (`make bench`; ratio > 1 is better for us):\n\n"
+            f"```\n{text}\n```\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run all benchmarks/bench_*.py and summarise their figures.")
     parser.add_argument("--quick", action="store_true", help="pass --quick to every script (smaller, faster runs)")
@@ -214,11 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (RESULTS / "summary.md").write_text(summary_markdown(summary, text))
     print()
     print(text)
     for problem in problems:
         print(f"! {problem}")
-    print(f"\nwrote {RESULTS / 'summary.json'}")
+    print(f"\nwrote {RESULTS / 'summary.json'} and {RESULTS / 'summary.md'}")
     crashed = [e for e in entries if e["status"] != "ok"]
     failed_checks = [p for p in problems if ": check " in p]
     missed = [p for p in problems if ": check " not in p]

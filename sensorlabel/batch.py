@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sensorlabel.errors import SensorlabelError
+from sensorlabel.errors import FormatError, SchemaError, SensorlabelError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,16 @@ class DriveTask:
     def marker_path(self) -> Path:
         """``X.drive/.batch/<command>.json``."""
         return Path(self.drive) / MARKER_DIR / f"{self.command}.json"
+
+    def output_path(self) -> Path | None:
+        """Where the command writes: ``output``, else its default inside the drive (None for ``import`` and
+        ``propagate``, whose output is the drive itself)."""
+        if self.output is not None:
+            return Path(self.output)
+        defaults = {"fuse": Path(self.drive) / "fusion",
+                    "export": Path(self.drive) / "export" / str(self.options.get("format")),
+                    "eval": Path(self.drive) / "eval" / "propagation.json"}
+        return defaults.get(self.command)
 
     def config(self) -> dict:
         """The configuration recorded in the done-marker (JSON-normalised: tuples become lists)."""
@@ -222,8 +232,6 @@ def plan_tasks(command: str, drives: Sequence[str | os.PathLike], *, out: str | 
 # ----- fingerprints and markers --------------------------------------------------------------------------------------
 def _source_fingerprint(source: Path) -> str:
     """Names, sizes and modification times of the source file, or of every file under the source folder."""
-    from sensorlabel.errors import FormatError
-
     digest = hashlib.sha256()
     if not source.exists():
         raise FormatError(source, "no such file or folder")
@@ -247,7 +255,6 @@ def drive_fingerprint(drive_path: str | os.PathLike) -> str:
     """
     from sensorlabel.drive.labels import LabelStore
     from sensorlabel.drive.schema import LABELS_SQLITE, SENSORS_ZARR
-    from sensorlabel.errors import SchemaError
 
     path = Path(drive_path)
     attrs = path / SENSORS_ZARR / "zarr.json"
@@ -293,7 +300,8 @@ def read_marker(task: DriveTask) -> dict | None:
 
 
 def _outputs_exist(task: DriveTask) -> bool:
-    return task.output is None or Path(task.output).exists()
+    out = task.output_path()
+    return out is None or out.exists()
 
 
 def is_done(task: DriveTask) -> bool:
@@ -353,7 +361,7 @@ def _run_fuse(task: DriveTask) -> str:
         raise SensorlabelError(f"aggregate must be >= 0, got {opts['aggregate']}")
     config = FuseConfig(colorize=bool(opts["colorize"]), aggregate_sweeps=int(opts["aggregate"]),
                         calibration_check=bool(opts["calibration_check"]))
-    report = fuse_drive(Drive.open(task.drive), config, task.output)
+    report = fuse_drive(Drive.open(task.drive), config, task.output_path())
     return f"{len(report.stats)} frames fused, {len(report.flagged)} (frame, camera) flagged -> {report.out_dir}"
 
 
@@ -375,7 +383,7 @@ def _run_export(task: DriveTask) -> str:
     from sensorlabel.formats import export_drive
 
     fmt = task.options["format"]
-    out = task.output or str(Path(task.drive) / "export" / fmt)
+    out = task.output_path()
     written = export_drive(task.drive, fmt, out, **task.options["exporter_options"])
     return f"{len(written)} files ({fmt}) -> {out}"
 
@@ -404,7 +412,7 @@ def _run_eval(task: DriveTask) -> str:
         raise SensorlabelError(f"eval: {exc}") from None
     finally:
         drive.labels.close()
-    out = Path(task.output) if task.output else Path(task.drive) / "eval" / "propagation.json"
+    out = task.output_path()
     atomic_write_bytes(out, (json.dumps({"drive": str(drive.path), "config": task.config(), "results": results},
                                         indent=2) + "\n").encode())
     parts = []
@@ -487,8 +495,10 @@ def _connect(scheduler: str | None, workers: int | None, num_tasks: int):
     # A drive is a long task: a worker holds exactly the one it runs (no prefetched second task), which balances the
     # tail of the batch and, when a worker dies, charges the death to that one task only.
     with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(cluster), cluster
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+    client = Client(cluster)
+    log.info("local cluster of %d workers, dashboard %s", workers, client.dashboard_link)
+    return client, cluster
 
 
 def run_batch(

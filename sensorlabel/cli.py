@@ -276,7 +276,8 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="worker processes of the local cluster (default: min(drives, CPUs))")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="output root: import -> DIR/NAME.drive, fuse/export -> DIR/NAME/, eval -> DIR/NAME.propagation.json")
+                   help="output root: import -> DIR/NAME.drive, fuse/export -> DIR/NAME/, "
+                        "eval -> DIR/NAME.propagation.json")
     p.add_argument("--force", action="store_true", help="redo drives that are already done")
     g = p.add_argument_group("command options (as for the single-drive commands)")
     g.add_argument("--format", default=None, help="import / export: the format")

@@ -120,9 +120,11 @@ class MainWindow(QtWidgets.QMainWindow):
         right.addWidget(self.ortho)
         right.addWidget(tabs)
         right.setSizes([330, 420])
+        right.setMaximumWidth(440)
         dock = QtWidgets.QDockWidget("Selected box  ·  tracks  ·  review", self)
         dock.setObjectName("side")
         dock.setWidget(right)
+        dock.setMaximumWidth(460)
         dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
 

@@ -208,11 +208,16 @@ def read_bytes(layout: RawLayout, start: int, stop: int) -> bytes:
     parts = []
     for index in range(start // chunk_rows, (stop - 1) // chunk_rows + 1) if stop > start else ():
         lo, hi = max(start, index * chunk_rows), min(stop, (index + 1) * chunk_rows)
-        path = layout.chunk_path(index)
-        with open(path, "rb") as file:
+        path, size = layout.chunk_path(index), (hi - lo) * row_nbytes
+        with open(path, "rb", buffering=0) as file:  # unbuffered: read(size) is one syscall into a new bytes object
             file.seek((lo - index * chunk_rows) * row_nbytes)
-            part = file.read((hi - lo) * row_nbytes)  # a buffered read loops until it has them all or hits EOF
-        if len(part) != (hi - lo) * row_nbytes:
+            part = file.read(size)
+            while 0 < len(part) < size:  # a short read (rare on local files); one more copy only then
+                more = file.read(size - len(part))
+                if not more:
+                    break
+                part += more
+        if len(part) != size:
             raise ChunkTruncatedError(f"{path}: chunk file ends before row {lo + len(part) // row_nbytes}")
         parts.append(part)
     return parts[0] if len(parts) == 1 else b"".join(parts)

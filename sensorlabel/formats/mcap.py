@@ -118,7 +118,7 @@ def ros2_msgdef(datatype: str) -> str:
 # PointField datatype -> numpy base type
 _POINTFIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
 _FLOAT32, _UINT16 = 7, 4
-#: CameraInfo sanity limits: image side in pixels; |K| entries up to 1e7 px and |distortion| up to 1e4 are checked too.
+#: CameraInfo sanity limits: image side in pixels; focal lengths of 1 to 1e7 px and |distortion| up to 1e4 too.
 MAX_IMAGE_SIDE_PX = 100_000
 _TOPIC_SUFFIXES = {"points", "points_raw", "pointcloud", "point_cloud", "cloud", "image", "image_raw", "image_rect",
                    "image_color", "image_rect_color", "compressed", "camera_info"}
@@ -302,7 +302,7 @@ def camera_model_from_info(msg, path: Path, topic: str):
         raise FormatError(path, f"{topic}: k must be 9 finite numbers and d finite, got k={k.tolist()} d={d.tolist()}")
     args = (float(k[0]), float(k[4]), float(k[2]), float(k[5]), int(msg.width), int(msg.height))
     if not (0 < args[4] <= MAX_IMAGE_SIDE_PX and 0 < args[5] <= MAX_IMAGE_SIDE_PX and np.abs(k).max() <= 1e7
-            and (len(d) == 0 or np.abs(d).max() <= 1e4)):
+            and min(args[0], args[1]) >= 1.0 and (len(d) == 0 or np.abs(d).max() <= 1e4)):
         raise FormatError(path, f"{topic}: implausible camera: {args[4]}x{args[5]} px, k={k.tolist()}, d={d.tolist()}")
     try:
         if model == "equidistant":

@@ -10,10 +10,14 @@ from sensorlabel.fusion.boxproject import BoxProjection, boxes_in_camera, projec
 from sensorlabel.fusion.calibcheck import (
     CalibCheckConfig,
     CalibCheckResult,
+    CalibFrame,
+    LidarEdges,
+    calibration_frame,
     check_calibration,
     corrected_view,
+    edge_distance,
     edge_map,
-    lidar_depth_edges,
+    lidar_edge_points,
 )
 from sensorlabel.fusion.colorize import UNSEEN_RGB, Colorization, colorize_points, render_points_on_image
 from sensorlabel.fusion.occlusion import OcclusionConfig, depth_buffer, visible_mask, visible_points
@@ -28,9 +32,10 @@ from sensorlabel.fusion.projection import (
 )
 
 __all__ = [
-    "AggregatedCloud", "BoxProjection", "CalibCheckConfig", "CalibCheckResult", "CameraView", "Colorization",
+    "AggregatedCloud", "BoxProjection", "CalibCheckConfig", "CalibCheckResult", "CalibFrame", "CameraView",
+    "Colorization", "LidarEdges", "calibration_frame", "edge_distance", "lidar_edge_points",
     "OcclusionConfig", "PoseFn", "Projection", "SweepInput", "UNSEEN_RGB", "aggregate_sweeps", "boxes_in_camera",
     "check_calibration", "colorize_points", "compensate_points", "corrected_view", "depth_buffer", "edge_map",
-    "lidar_depth_edges", "project_boxes", "project_points", "project_sweep", "render_points_on_image", "static_pose",
+    "project_boxes", "project_points", "project_sweep", "render_points_on_image", "static_pose",
     "visible_mask", "visible_points",
 ]

@@ -64,20 +64,26 @@ def depth_buffer(projection: Projection, config: OcclusionConfig = OcclusionConf
     Returns:
         (ceil(H/cell), ceil(W/cell)) float32 depth in metres, +inf where no point lands near the cell.
     """
-    return _depth_buffer(projection, config)[0]
+    c = config.cell_px(projection.focal_px)
+    return _depth_buffer(projection, config)[0][:-(-projection.height_px // c), :-(-projection.width_px // c)]
 
 
 def _depth_buffer(projection: Projection, config: OcclusionConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The eroded buffer and the (K,) flat cell index of every point."""
+    """The eroded buffer and the (K,) flat cell index of every point.
+
+    The buffer has one spare row and column, so that a point on the far image border (u = W - 0.5 with W a multiple
+    of the cell) needs no clamping; the caller crops it.
+    """
     import cv2
 
     c = config.cell_px(projection.focal_px)
-    rows, cols = -(-projection.height_px // c), -(-projection.width_px // c)
-    uv = projection.uv_px
-    # uv >= -0.5 inside the image, so truncation is floor here; the minimum absorbs the far half-pixel border.
-    u = np.minimum(((uv[:, 0] + 0.5) * (1.0 / c)).astype(np.int32), cols - 1)
-    v = np.minimum(((uv[:, 1] + 0.5) * (1.0 / c)).astype(np.int32), rows - 1)
-    cell = v * cols + u
+    rows, cols = projection.height_px // c + 1, projection.width_px // c + 1
+    # uv >= -0.5 inside the image, so truncation is floor here.
+    cell_uv = projection.uv_px + np.float32(0.5)
+    cell_uv *= np.float32(1.0 / c)
+    cell_uv = cell_uv.astype(np.int32)
+    cell = cell_uv[:, 1] * cols
+    cell += cell_uv[:, 0]
     zbuf = np.full(rows * cols, np.inf, dtype=np.float32)
     np.minimum.at(zbuf, cell, projection.depth_m.astype(np.float32, copy=False))
     zbuf = zbuf.reshape(rows, cols)
@@ -92,14 +98,19 @@ def visible_mask(projection: Projection, config: OcclusionConfig = OcclusionConf
     if len(projection) == 0:
         return np.zeros(0, dtype=bool)
     zbuf, cell = _depth_buffer(projection, config)
-    z_min = zbuf.reshape(-1)[cell]
+    z_min = np.take(zbuf.reshape(-1), cell)
     d = projection.depth_m
-    tol = np.float32(config.rel_tol)
+    # d <= z_min * (1 + rel_tol + min(d * slope, 0.5)) + abs_tol
+    limit = z_min * np.float32(1 + config.rel_tol)
+    limit += np.float32(config.abs_tol_m)
     if config.ground_height_m > 0:
         splat_px = (config.radius_cells + 0.5) * config.cell_px(projection.focal_px)
         slope = np.float32(splat_px / (projection.focal_px * config.ground_height_m))
-        tol = tol + np.minimum(d * slope, np.float32(0.5))
-    return d <= z_min * (1 + tol) + np.float32(config.abs_tol_m)
+        ground = d * slope
+        np.minimum(ground, np.float32(0.5), out=ground)
+        ground *= z_min
+        limit += ground
+    return d <= limit
 
 
 def visible_points(projection: Projection, config: OcclusionConfig = OcclusionConfig()) -> Projection:

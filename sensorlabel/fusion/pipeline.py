@@ -3,7 +3,7 @@
 Outputs, written beside the drive in ``X.drive/fusion/`` (each file written to a temporary name, then ``os.replace``):
 
 * ``stats.json``: per frame and camera, the points that project, the points visible after the depth buffer, the
-  calibration score, the best correction and whether the frame is flagged;
+  calibration score, the best correction of its window of frames (checked jointly) and whether the frame is flagged;
 * ``colors.npz`` (``--colorize``): ``rgb (P_total,3) uint8``, ``seen (P_total,)``, ``camera_index`` and
   ``offsets (F+1,)`` (frame f's points are ``offsets[f]:offsets[f+1]``, in the order of its lidar sweep);
 * ``aggregate.npz`` (``--aggregate N``): per frame, the last N sweeps in the ego frame at the frame's time with
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from sensorlabel.fusion.aggregation import SweepInput, aggregate_sweeps
-from sensorlabel.fusion.calibcheck import CalibCheckConfig, check_calibration, lidar_depth_edges
+from sensorlabel.fusion.calibcheck import CalibCheckConfig, calibration_frame, check_calibration
 from sensorlabel.fusion.colorize import colorize_points
 from sensorlabel.fusion.occlusion import OcclusionConfig, visible_mask
 from sensorlabel.fusion.projection import CameraView, project_sweep
@@ -41,6 +41,8 @@ class FuseConfig:
         colorize: write per-point colours.
         aggregate_sweeps: N > 1 writes N-sweep aggregates; 0 or 1 writes none.
         calibration_check: run the calibration check on every frame and camera.
+        calibration_window: frames checked jointly (a window of consecutive frames shares one search; each frame
+            gets its own scores and flag).
         rolling_iterations: row-time iterations for rolling-shutter cameras.
         occlusion: depth-buffer parameters. calibration: calibration-check parameters.
     """
@@ -48,6 +50,7 @@ class FuseConfig:
     colorize: bool = False
     aggregate_sweeps: int = 0
     calibration_check: bool = True
+    calibration_window: int = 3
     rolling_iterations: int = 2
     occlusion: OcclusionConfig = field(default_factory=OcclusionConfig)
     calibration: CalibCheckConfig = field(default_factory=CalibCheckConfig)
@@ -112,6 +115,27 @@ def _sweep_input(drive, frame: int) -> SweepInput | None:
     return SweepInput(sweep.xyz_sensor, sweep.point_times_ns(), int(sweep.timestamp_ns), _boxes_at(drive, frame))
 
 
+def _check_window(drive, pending: dict[str, list], config: CalibCheckConfig) -> list[tuple[int, str]]:
+    """Run the calibration check of every camera over the window's frames; fill each frame's camera record."""
+    flagged = []
+    for name, items in pending.items():
+        calibration = drive.sensors[name]
+        result = check_calibration(name, [ev for _, ev, _ in items], calibration.camera,
+                                   calibration.ego_SE3_sensor.inverse(), drive.world_SE3_ego, config)
+        window = [items[0][0], items[-1][0]]
+        for i, (frame, _, cam_rec) in enumerate(items):
+            cam_rec["calibration"] = {
+                "score": float(result.frame_scores[i]), "best_score": float(result.frame_best_scores[i]),
+                "flagged": bool(result.frame_flagged[i]), "window": window,
+                "window_score": result.score, "window_best_score": result.best_score,
+                "correction_rotvec_rad": result.correction_rotvec_rad.tolist(),
+                "correction_deg": result.correction_deg, "time_offset_s": result.time_offset_s,
+                "num_edge_points": result.num_edge_points}
+            if result.frame_flagged[i]:
+                flagged.append((frame, name))
+    return flagged
+
+
 def fuse_drive(drive, config: FuseConfig = FuseConfig(), out_dir: str | os.PathLike | None = None,
                progress=None) -> FuseReport:
     """Project, occlude, check the calibration, colour and aggregate every frame of a drive.
@@ -129,6 +153,7 @@ def fuse_drive(drive, config: FuseConfig = FuseConfig(), out_dir: str | os.PathL
     out.mkdir(parents=True, exist_ok=True)
     lidar = drive.lidar_names[0] if drive.lidar_names else None
     stats, flagged = [], []
+    pending: dict[str, list] = {}  # camera -> [(frame, CalibFrame, camera record)] of the current window
     colors, color_offsets = [], [0]
     agg_points, agg_sweep, agg_offsets = [], [], [0]
     if lidar is not None:
@@ -152,22 +177,20 @@ def fuse_drive(drive, config: FuseConfig = FuseConfig(), out_dir: str | os.PathL
             visible = [p.select(visible_mask(p, config.occlusion)) for p in projections]
             need_images = config.colorize or config.calibration_check
             images = [drive.camera_image(v.name, i) for v, i in zip(views, image_index)] if need_images else []
+            exclude = None
             if config.calibration_check and views:
-                ring = sweep.field("ring") if "ring" in sweep.fields else None
-                edge_idx, edge_w = lidar_depth_edges(sweep.xyz_sensor, ring, config.calibration.depth_jump_m)
                 # Returns on labelled objects move between the lidar and the camera time: leave them out.
                 boxes = _boxes_at(drive, frame)
-                if len(boxes) and len(edge_idx):
-                    on_object = boxes.points_in_boxes(np.asarray(points_ref)[edge_idx], margin_m=0.3).any(axis=0)
-                    edge_idx, edge_w = edge_idx[~on_object], edge_w[~on_object]
+                if len(boxes):
+                    exclude = boxes.points_in_boxes(np.asarray(points_ref), margin_m=0.3).any(axis=0)
+                ring = sweep.field("ring") if "ring" in sweep.fields else None
             for c, (view, proj, vis) in enumerate(zip(views, projections, visible)):
                 cam_rec = {"camera": view.name, "projected": len(proj), "visible": len(vis)}
                 if config.calibration_check:
-                    result = check_calibration(points_ref, edge_idx, edge_w, view, images[c], drive.world_SE3_ego,
-                                               ref_ns, config.calibration)
-                    cam_rec["calibration"] = result.to_dict()
-                    if result.flagged:
-                        flagged.append((frame, view.name))
+                    evidence = calibration_frame(sweep.xyz_sensor, sweep.point_times_ns(), ego_SE3_lidar,
+                                                 drive.world_SE3_ego, ref_ns, images[c], view.timestamp_ns, ring=ring,
+                                                 exclude=exclude, config=config.calibration)
+                    pending.setdefault(view.name, []).append((frame, evidence, cam_rec))
                 record["cameras"].append(cam_rec)
             if config.colorize:
                 col = colorize_points(n_points, visible, images)
@@ -185,6 +208,10 @@ def fuse_drive(drive, config: FuseConfig = FuseConfig(), out_dir: str | os.PathL
                 agg_sweep.append((len(inputs) - 1 - cloud.sweep_index).astype(np.int16))
             agg_offsets.append(agg_offsets[-1] + (len(agg_points[-1]) if inputs else 0))
         stats.append(record)
+        if config.calibration_check and ((frame + 1) % max(config.calibration_window, 1) == 0
+                                         or frame == drive.num_frames - 1):
+            flagged.extend(_check_window(drive, pending, config.calibration))
+            pending = {}
         if progress is not None:
             progress(frame + 1, drive.num_frames)
 

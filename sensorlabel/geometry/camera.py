@@ -90,6 +90,43 @@ class PinholeCamera:
         yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
         return np.stack([xd, yd], axis=1)
 
+    def _jacobian(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Entries (j00, j01 = j10, j11) of the Jacobian of the distortion map at normalised points (N,2)."""
+        k1, k2, p1, p2, k3 = self.distortion
+        x, y = xy[:, 0], xy[:, 1]
+        r2 = x * x + y * y
+        radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        d_radial = k1 + r2 * (2 * k2 + 3 * k3 * r2)
+        j00 = radial + 2 * x * x * d_radial + 2 * p1 * y + 6 * p2 * x
+        j01 = 2 * x * y * d_radial + 2 * p1 * x + 2 * p2 * y
+        j11 = radial + 2 * y * y * d_radial + 6 * p1 * y + 2 * p2 * x
+        return j00, j01, j11
+
+    def _newton_undistort(self, xy: np.ndarray, xy_distorted: np.ndarray, iterations: int = 20) -> np.ndarray:
+        """Polish undistorted normalised coordinates (N,2) by Newton's method on the analytic Jacobian.
+
+        OpenCV's fixed-point iteration stalls for strong distortion near the edge of the one-to-one domain; a few
+        Newton steps from its answer converge quadratically. Steps are damped (full, 1/2, 1/4, 1/8: the one with
+        the smallest residual wins, and only if it improves).
+        """
+        for _ in range(iterations):
+            residual = self._distort(xy) - xy_distorted
+            j00, j01, j11 = self._jacobian(xy)
+            det = j00 * j11 - j01 * j01
+            ok = np.abs(det) > 1e-12
+            safe = np.where(ok, det, 1.0)
+            step = np.stack([(j11 * residual[:, 0] - j01 * residual[:, 1]) / safe,
+                             (j00 * residual[:, 1] - j01 * residual[:, 0]) / safe], axis=1)
+            best, best_err = xy, np.linalg.norm(residual, axis=1)
+            for fraction in (1.0, 0.5, 0.25, 0.125):
+                candidate = np.where(ok[:, None], xy - fraction * step, xy)
+                err = np.linalg.norm(self._distort(candidate) - xy_distorted, axis=1)
+                better = err < best_err
+                best = np.where(better[:, None], candidate, best)
+                best_err = np.where(better, err, best_err)
+            xy = best
+        return xy
+
     def _monotonic_r2_limit(self) -> float:
         """Largest squared normalised radius up to which the radial map r -> r(1 + k1 r^2 + ...) still grows,
         capped a little beyond the image corners."""
@@ -126,7 +163,10 @@ class PinholeCamera:
         front = z > NEAR_M
         safe_z = np.where(front, z, 1.0)
         xy = p[:, :2] / safe_z[:, None]
-        in_domain = np.sum(xy * xy, axis=1) <= self._r2_max
+        # Inside the radial limit the tangential terms can still fold the map; a Jacobian determinant well above
+        # zero keeps every valid point on the one-to-one sheet (the same 0.25 slope margin, squared).
+        j00, j01, j11 = self._jacobian(xy)
+        in_domain = (np.sum(xy * xy, axis=1) <= self._r2_max) & (j00 * j11 - j01 * j01 > 0.0625)
         uv = self._distort(xy) * [self.fx_px, self.fy_px] + [self.cx_px, self.cy_px]
         valid = front & in_domain & self.in_image(uv)
         return uv, valid
@@ -152,7 +192,19 @@ class PinholeCamera:
         uv = np.asarray(uv_px, dtype=np.float64).reshape(-1, 1, 2)
         if len(uv) == 0:
             return np.zeros((0, 3))
-        xy = cv2.undistortPoints(uv, self.K, self.distortion, criteria=_UNDISTORT_CRITERIA).reshape(-1, 2)
+        xy_cv = cv2.undistortPoints(uv, self.K, self.distortion, criteria=_UNDISTORT_CRITERIA).reshape(-1, 2)
+        xy_d = (uv.reshape(-1, 2) - [self.cx_px, self.cy_px]) / [self.fx_px, self.fy_px]
+        # Far out the map has a second preimage beyond the fold; start Newton from OpenCV's answer and from two
+        # points well inside, and keep the converged root that lies on the one-to-one sheet.
+        scale = np.minimum(1.0, 0.9 * np.sqrt(self._r2_max / np.maximum(np.sum(xy_d**2, axis=1), 1e-300)))
+        roots = [self._newton_undistort(start, xy_d) for start in (xy_cv, xy_d * scale[:, None], 0.5 * xy_d)]
+        xy, best = roots[0], np.full(len(xy_d), np.inf)
+        for root in roots:
+            j00, j01, j11 = self._jacobian(root)
+            on_sheet = (np.sum(root**2, axis=1) <= self._r2_max) & (j00 * j11 - j01 * j01 > 0.0625)
+            cost = np.linalg.norm(self._distort(root) - xy_d, axis=1) + np.where(on_sheet, 0.0, 1.0)
+            take = cost < best
+            xy, best = np.where(take[:, None], root, xy), np.where(take, cost, best)
         rays = np.concatenate([xy, np.ones((len(xy), 1))], axis=1)
         return rays / np.linalg.norm(rays, axis=1, keepdims=True)
 

@@ -102,12 +102,24 @@ def killing_runner(task, force: bool = False):
     """A batch runner that kills its worker process in the middle of a label write.
 
     Drives named ``killonce-*`` die on their first attempt only (a flag file beside the drive remembers it),
-    ``killalways-*`` on every attempt; the others run normally.
+    ``killalways-*`` on every attempt, but only once the ``killonce-*`` drives beside them are done: two workers
+    dying at the same instant leave the scheduler no worker, and it then hands every waiting task to the first
+    worker back, which would charge one death to two tasks. The other drives run normally.
     """
+    import time
+
     from sensorlabel.batch import run_drive
 
-    flag = Path(task.drive).parent / f"{task.name}.killed"
-    if task.name.startswith("killalways") or (task.name.startswith("killonce") and not flag.exists()):
+    drive = Path(task.drive)
+    flag = drive.parent / f"{task.name}.killed"
+    if task.name.startswith("killalways"):
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline and not all(
+                (other / ".batch" / f"{task.command}.json").exists() for other in drive.parent.glob("killonce-*.drive")):
+            time.sleep(0.2)
         flag.touch()
-        _die_mid_write(Path(task.drive))
+        _die_mid_write(drive)
+    if task.name.startswith("killonce") and not flag.exists():
+        flag.touch()
+        _die_mid_write(drive)
     return run_drive(task, force=force)

@@ -128,7 +128,7 @@ def test_marker_tracks_labels_and_config(base_drives, tmp_path):
     assert not is_done(task)  # an annotator changed a keyframe: the drive is redone
 
 
-def test_eval_and_export_per_drive(tmp_path):
+def test_eval_export_import_per_drive(tmp_path):
     path = tmp_path / "truth.drive"
     make_keyframed_drive(path, seed=7, labels="truth")
     result = run_drive(plan_tasks("eval", [path], options={"intervals": [5]})[0])
@@ -137,9 +137,19 @@ def test_eval_and_export_per_drive(tmp_path):
     assert scores["ours"]["all"]["mean_iou"] > MIN_MEAN_IOU
     assert scores["ours"]["all"]["mean_iou"] >= scores["copy_last"]["all"]["mean_iou"]
 
-    result = run_drive(plan_tasks("export", [path], out=tmp_path / "export", options={"format": "openlabel"})[0])
+    result = run_drive(plan_tasks("export", [path], out=tmp_path / "export", options={"format": "mcap"})[0])
     assert result.status == STATUS_DONE, result
-    assert any((tmp_path / "export" / "truth").iterdir())
+    bag = tmp_path / "export" / "truth" / "truth.mcap"
+    imported = plan_tasks("import", [bag], out=tmp_path / "drives", options={"format": "mcap"})[0]
+    result = run_drive(imported)
+    assert result.status == STATUS_DONE, result
+    from sensorlabel.drive import Drive
+
+    assert Drive.open(tmp_path / "drives" / "truth.drive").num_frames == Drive.open(path).num_frames
+    assert run_drive(imported).status == STATUS_SKIPPED
+    bag.touch()  # a changed source is imported again (the drive exists: without --overwrite that is reported)
+    again = run_drive(imported)
+    assert again.status == STATUS_FAILED and again.error == ERROR_BAD_INPUT and "exists" in again.message
 
     missing = run_drive(plan_tasks("fuse", [tmp_path / "nothing.drive"])[0])
     assert missing.status == STATUS_FAILED and missing.error == ERROR_BAD_INPUT and "nothing.drive" in missing.message

@@ -404,3 +404,66 @@ def test_cli_info_exit_codes(written, tmp_path, capsys):
     proc = subprocess.run([sys.executable, "-m", "sensorlabel", "info", str(tmp_path / "nope.drive")],
                           capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no such drive folder" in proc.stderr
+
+
+def test_chunk_files_are_plain_zarr_v3(written):
+    """Points and images are streamed into chunk files directly: zarr-python itself must read them back exactly."""
+    path, truth = written
+    root = zarr.open_group(path / "sensors.zarr", mode="r", zarr_format=3)
+    points = root["lidar/lidar_top/points"]
+    assert [type(c).__name__ for c in points.metadata.codecs] == ["BytesCodec"]  # uncompressed
+    assert points.shape == (4012, 6) and points.chunks == (500, 6)
+    assert np.array_equal(points[...], np.concatenate(truth["sweeps"]["lidar_top"]))
+    images = root["cameras/cam_front/bytes"]
+    assert images[...].tobytes() == b"".join(truth["images"]["cam_front"])
+    # the last chunk is stored full size, padded with the fill value, as the v3 spec requires
+    last = path / "sensors.zarr/lidar/lidar_top/points/c/8/0"
+    assert last.stat().st_size == 500 * 6 * 4
+    drive = Drive.open(path)
+    series = drive._contents.lidar["lidar_top"]
+    assert series.raw is not None  # read as byte ranges of the chunk files
+    for i in range(3):  # records spanning two and three chunks read the same through zarr and directly
+        start, stop = series.offsets[i], series.offsets[i + 1]
+        assert np.array_equal(drive.lidar_sweep("lidar_top", i).points, points[start:stop])
+
+
+def test_short_chunk_file_is_a_schema_error(written):
+    path, _ = written
+    chunk = path / "sensors.zarr/cameras/cam_front/bytes/c/1"
+    data = chunk.read_bytes()
+    drive = Drive.open(path)  # opened while complete
+    chunk.write_bytes(data[:100])
+    with pytest.raises(SchemaError, match="has 100 bytes, expected 1000") as exc:
+        Drive.open(path)
+    assert "cameras/cam_front/bytes" in str(exc.value)
+    with pytest.raises(SchemaError, match="unreadable") as exc:  # truncated behind an open drive's back
+        [drive.camera_image_bytes("cam_front", i) for i in range(3)]
+    assert "chunk file ends" in str(exc.value)
+
+
+def test_compressed_points_of_earlier_stores_still_read(written):
+    """Stores whose points were written through zarr with blosc (earlier builds) open and read through zarr."""
+    from zarr.codecs import BloscCodec
+
+    path, truth = written
+    root = zarr.open_group(path / "sensors.zarr", mode="r+", zarr_format=3)
+    old = root["lidar/lidar_top/points"]
+    data, attrs = old[...], dict(old.attrs)
+    root.create_array("lidar/lidar_top/points", data=data, chunks=(700, 6), compressors=(BloscCodec(cname="lz4"),),
+                      attributes=attrs, overwrite=True)
+    drive = Drive.open(path)
+    assert drive._contents.lidar["lidar_top"].raw is None
+    for i, expected in enumerate(truth["sweeps"]["lidar_top"]):
+        assert np.array_equal(drive.lidar_sweep("lidar_top", i).points, expected)
+
+
+def test_caller_may_reuse_the_sweep_buffer(tmp_path):
+    """append_lidar_sweep does not copy float32 input; it must still store the values as they were at the call."""
+    sensors = {"top": SensorCalibration("top", "lidar", SE3.identity())}
+    buffer = np.zeros((1000, 4), np.float32)
+    with Drive.create(tmp_path / "r.drive", name="r", source_format="t", sensors=sensors) as w:
+        for i in range(5):
+            buffer[:] = i
+            w.append_lidar_sweep("top", buffer, ("x", "y", "z", "intensity"), T0_NS + i * 100 * MS)
+        drive = w.finalize()
+    assert [float(drive.lidar_sweep("top", i).points.mean()) for i in range(5)] == [0.0, 1.0, 2.0, 3.0, 4.0]

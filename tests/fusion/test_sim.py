@@ -11,10 +11,10 @@ from sensorlabel.fusion import (
     CameraView,
     SweepInput,
     aggregate_sweeps,
+    calibration_frame,
     check_calibration,
     colorize_points,
-    compensate_points,
-    lidar_depth_edges,
+    corrected_view,
     project_sweep,
     visible_mask,
 )
@@ -114,30 +114,54 @@ def test_occlusion_and_colour_agree_with_the_rendered_image(sim) -> None:
     assert (col.camera_index[~col.seen] == -1).all()
 
 
-@pytest.mark.xfail(reason="known gap: on this small synthetic frame the edge score prefers a ~1 deg roll over the true "
-                          "calibration, so the 0.5 deg perturbation is not recovered within 0.2 deg", strict=False)
-def test_calibration_check_finds_a_half_degree_error(sim) -> None:
-    sweep = sim.sweep(FRAME)
-    view_true = _views(sim, FRAME)[0]
-    image = sim.camera_image(view_true.name, FRAME)
-    points_ref = compensate_points(sweep.xyz_sensor, sweep.point_times_ns(), _ego_SE3_lidar(sim),
-                                   sim.world_SE3_ego_at, int(sweep.timestamp_ns))
-    edge_idx, edge_w = lidar_depth_edges(sweep.xyz_sensor, sweep.field("ring"))
-    axis = np.array([0.4, 1.0, -0.3]) / np.linalg.norm([0.4, 1.0, -0.3])
-    error = Rotation.from_rotvec(np.deg2rad(0.5) * axis)
-    perturbed = CameraView(view_true.name, view_true.camera,
-                           SE3(error.as_matrix(), np.zeros(3)).compose(view_true.cam_SE3_ego), view_true.timestamp_ns)
-    config = CalibCheckConfig()
-    bad = check_calibration(points_ref, edge_idx, edge_w, perturbed, image, sim.world_SE3_ego_at,
-                            int(sweep.timestamp_ns), config)
-    residual_deg = np.rad2deg((Rotation.from_rotvec(bad.correction_rotvec_rad) * error).magnitude())
-    assert bad.num_edge_points > 100
-    assert residual_deg < 0.2, (residual_deg, bad)
-    assert bad.flagged
-    good = check_calibration(points_ref, edge_idx, edge_w, view_true, image, sim.world_SE3_ego_at,
-                             int(sweep.timestamp_ns), config)
-    assert good.correction_deg < 0.2 and not good.flagged
-    assert good.score > bad.score
+@pytest.fixture(scope="module", params=[0, 3])
+def calibration_evidence(request):
+    """Two frames of a default-resolution drive (960x540 cameras, 64 x 2048 lidar), evidence for both cameras;
+    returns on the (moving) objects are left out with the simulator's truth."""
+    seed = request.param
+    sim = simulate(SimConfig(seed=seed, num_frames=6, num_cameras=2))
+    evidence = {name: [] for name in sim.camera_names}
+    for frame in (1, 5):
+        sweep = sim.sweep(frame)
+        for name in sim.camera_names:
+            evidence[name].append(calibration_frame(
+                sweep.xyz_sensor, sweep.point_times_ns(), _ego_SE3_lidar(sim), sim.world_SE3_ego_at,
+                int(sweep.timestamp_ns), sim.camera_image(name, frame), int(sim.camera_timestamps_ns(name)[frame]),
+                ring=sweep.field("ring"), exclude=sim.point_track_ids(frame) >= 0))
+    return seed, sim, evidence
+
+
+def test_calibration_check_finds_a_half_degree_error(calibration_evidence) -> None:
+    seed, sim, evidence = calibration_evidence
+    rng = np.random.default_rng(seed)
+    for name in sim.camera_names:
+        camera, cam_SE3_ego = sim.sensors[name].camera, sim.sensors[name].ego_SE3_sensor.inverse()
+        axis = rng.normal(size=3)
+        error = Rotation.from_rotvec(np.deg2rad(0.5) * axis / np.linalg.norm(axis))
+        perturbed = SE3(error.as_matrix(), np.zeros(3)).compose(cam_SE3_ego)
+        bad = check_calibration(name, evidence[name], camera, perturbed, sim.world_SE3_ego_at)
+        residual_deg = np.rad2deg((Rotation.from_rotvec(bad.correction_rotvec_rad) * error).magnitude())
+        assert bad.num_edge_points >= CalibCheckConfig().min_edge_points
+        assert residual_deg < 0.2, (seed, name, residual_deg, bad)
+        assert bad.flagged and bad.frame_flagged.all()
+        good = check_calibration(name, evidence[name], camera, cam_SE3_ego, sim.world_SE3_ego_at)
+        assert good.correction_deg < 0.2 and abs(good.time_offset_s) <= 0.005, (seed, name, good)
+        assert not good.flagged and not good.frame_flagged.any()
+        assert good.score > bad.score * 1.1
+        corrected = corrected_view(CameraView(name, camera, perturbed, 0), bad)
+        assert np.rad2deg(Rotation.from_matrix(corrected.cam_SE3_ego.rotation @ cam_SE3_ego.rotation.T)
+                          .magnitude()) == pytest.approx(residual_deg, abs=1e-6)
+
+
+def test_calibration_check_without_enough_edges_gives_no_verdict(calibration_evidence) -> None:
+    _, sim, evidence = calibration_evidence
+    name = sim.camera_names[0]
+    config = CalibCheckConfig(min_edge_points=10**6)
+    result = check_calibration(name, evidence[name], sim.sensors[name].camera,
+                               sim.sensors[name].ego_SE3_sensor.inverse(), sim.world_SE3_ego_at, config)
+    assert np.isnan(result.score) and not result.flagged and not result.frame_flagged.any()
+    with pytest.raises(ValueError):
+        CalibCheckConfig(levels=())
 
 
 def test_aggregation_moves_objects_along_their_tracks(sim) -> None:

@@ -179,10 +179,10 @@ def test_session_frames_selection_and_projection(sim_and_drive, drive_path):
     obj = sim.point_track_ids(1) >= 0
     sweep = sim.sweep(1)
     raw_ego = sim.sensors[sweep.sensor].ego_SE3_sensor.transform_points(sweep.xyz_sensor.astype(np.float64))
-    compensated = truth.points_in_boxes(data.points_ego[obj], margin_m=0.5).any(axis=0).mean()
-    raw = truth.points_in_boxes(raw_ego[obj], margin_m=0.5).any(axis=0).mean()
-    print("COMP", compensated, raw, [(m, truth.points_in_boxes(data.points_ego[obj], margin_m=m).any(axis=0).mean(), truth.points_in_boxes(raw_ego[obj], margin_m=m).any(axis=0).mean()) for m in (0.02, 0.1, 0.2)])
-    assert compensated > 0.95 and compensated > raw + 0.02
+    compensated = truth.points_in_boxes(data.points_ego[obj], margin_m=0.1).any(axis=0).mean()
+    raw = truth.points_in_boxes(raw_ego[obj], margin_m=0.1).any(axis=0).mean()
+    assert compensated > raw + 0.1
+    assert truth.points_in_boxes(data.points_ego[obj], margin_m=0.3).any(axis=0).mean() > 0.97
     cam = data.cameras[0]
     w, h = cam.size_px
     assert cam.image_rgb.shape == (h, w, 3) and len(cam.uv_px) > 100

@@ -116,7 +116,6 @@ class BirdsEyeEditor(pg.PlotWidget):
         self.setLabel("bottom", "x ego (m)")
         self.setLabel("left", "y ego (m)")
         self.image = pg.ImageItem(axisOrder="row-major")
-        self.image.setRect(QtCore.QRectF(-RASTER_HALF_M, -RASTER_HALF_M, 2 * RASTER_HALF_M, 2 * RASTER_HALF_M))
         self.addItem(self.image)
         self._class_curves: dict[tuple, pg.PlotCurveItem] = {}
         self.selected_curve = pg.PlotCurveItem(pen=pg.mkPen(SELECTED_RGB, width=2.5), connect="finite")
@@ -142,6 +141,8 @@ class BirdsEyeEditor(pg.PlotWidget):
     def set_points(self, points_ego: np.ndarray, rgb: np.ndarray) -> None:
         """Draw the cloud: (P,3) points and (P,3) uint8 colours."""
         self.image.setImage(rasterize_bev(points_ego, rgb), autoLevels=False, levels=(0, 255))
+        # The placement needs the image size, so it is set after every image (before the first it is a no-op).
+        self.image.setRect(QtCore.QRectF(-RASTER_HALF_M, -RASTER_HALF_M, 2 * RASTER_HALF_M, 2 * RASTER_HALF_M))
 
     def set_boxes(self, boxes: Boxes, rgb: np.ndarray, selected: int = -1) -> None:
         """Draw N boxes with (N,3) uint8 colours; ``selected`` gets handles."""
