@@ -475,7 +475,7 @@ def _connect(scheduler: str | None, workers: int | None, num_tasks: int):
     """A distributed Client and the LocalCluster it owns (None when connecting to ``scheduler``).
 
     Raises:
-        SensorlabelError: the scheduler cannot be reached, or ``workers`` < 1.
+        SensorlabelError: the scheduler cannot be reached.
     """
     from distributed import Client, LocalCluster
 
@@ -488,8 +488,6 @@ def _connect(scheduler: str | None, workers: int | None, num_tasks: int):
         return client, None
     if workers is None:
         workers = max(1, min(num_tasks, os.cpu_count() or 1))
-    if workers < 1:
-        raise SensorlabelError(f"batch: --workers must be >= 1, got {workers}")
     import dask
 
     # A drive is a long task: a worker holds exactly the one it runs (no prefetched second task), which balances the
@@ -534,10 +532,14 @@ def run_batch(
         BatchReport with one result per drive, in the order of ``drives``.
 
     Raises:
-        SensorlabelError: bad arguments (:func:`plan_tasks`) or an unreachable scheduler.
+        SensorlabelError: bad arguments (:func:`plan_tasks`, ``workers`` < 1) or an unreachable scheduler.
     """
     start = time.perf_counter()
     tasks = plan_tasks(command, drives, out=out, options=options)
+    if workers is not None and workers < 1:
+        raise SensorlabelError(f"batch: --workers must be >= 1, got {workers}")
+    if workers is not None and scheduler:
+        log.warning("--workers %d is ignored: the cluster at %s has its own workers", workers, scheduler)
     results: dict[str, DriveResult] = {}
 
     def finish(result: DriveResult) -> None:

@@ -55,6 +55,8 @@ def read_feather(path: str | os.PathLike, columns: tuple[str, ...]) -> dict[str,
     path = Path(path)
     try:
         table = feather.read_table(path)
+        # Without a full validation a corrupted buffer reaches to_numpy() and crashes the process.
+        table.validate(full=True)
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise FormatError(path, f"not a readable Feather table: {exc}") from None
     missing = [c for c in columns if c not in table.column_names]
