@@ -322,9 +322,11 @@ def camera_model_from_info(msg, path: Path, topic: str):
 
 def _transform(msg_transform, path: Path, where: str) -> SE3:
     t, q = msg_transform.translation, msg_transform.rotation
+    quat_wxyz = np.array([q.w, q.x, q.y, q.z], dtype=np.float64)
+    if not np.isfinite(quat_wxyz).all() or np.abs(quat_wxyz).max() > 1e6:
+        raise FormatError(path, f"{where}: rotation is not a quaternion: {quat_wxyz.tolist()}")
     try:
-        return SE3.from_quat_wxyz(np.array([q.w, q.x, q.y, q.z], dtype=np.float64),
-                                  np.array([t.x, t.y, t.z], dtype=np.float64))
+        return SE3.from_quat_wxyz(quat_wxyz, np.array([t.x, t.y, t.z], dtype=np.float64))
     except (InvalidTransformError, ValueError) as exc:
         raise FormatError(path, f"{where}: invalid transform: {exc}") from None
 
