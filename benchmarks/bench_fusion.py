@@ -205,9 +205,9 @@ def main() -> None:
         "load_average_1min": os.getloadavg()[0],
         "notes": "ours: per-point motion compensation (poses interpolated from the 100 Hz samples), the camera "
                  "distortion model and the depth buffer; the baseline (nuScenes devkit style) has none of them. "
-                 "One BLAS thread each; CPU time of the process (per core), best of the interleaved repeats, medians and "
-                 "wall-clock minima given too. error_compensated uses "
-                 "the analytic trajectory, error_compensated_100hz_poses the interpolated samples.",
+                 "One BLAS thread each; CPU time of the process (per core), best of the interleaved repeats, "
+                 "medians and wall-clock minima given too. error_compensated uses the analytic trajectory, "
+                 "error_compensated_100hz_poses the interpolated samples.",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "fusion.json").write_text(json.dumps(record, indent=1))

@@ -203,7 +203,8 @@ def fuse_drive(drive, config: FuseConfig = FuseConfig(), out_dir: str | os.PathL
             frames = [f for f in range(max(0, frame - config.aggregate_sweeps + 1), frame + 1)]
             inputs = [s for s in (_sweep_input(drive, f) for f in frames) if s is not None]
             if inputs:
-                cloud = aggregate_sweeps(inputs, ego_SE3_lidar, drive.world_SE3_ego, int(drive.frame_timestamps_ns[frame]))
+                cloud = aggregate_sweeps(inputs, ego_SE3_lidar, drive.world_SE3_ego,
+                                         int(drive.frame_timestamps_ns[frame]))
                 agg_points.append(cloud.points)
                 agg_sweep.append((len(inputs) - 1 - cloud.sweep_index).astype(np.int16))
             agg_offsets.append(agg_offsets[-1] + (len(agg_points[-1]) if inputs else 0))

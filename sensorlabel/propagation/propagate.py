@@ -64,6 +64,10 @@ class PropagationConfig:
     # ICP may turn a box at most this far from the motion prior; beyond, the partial view is ambiguous (a box seen
     # from one side fits several headings) and only the translation is fitted.
     max_yaw_correction_rad: float = float(np.deg2rad(5.0))
+    # ICP uses at most this many observed points (an even stride over them); a near car returns thousands, and
+    # beyond a few hundred the pose no longer improves while the cost grows linearly.
+    max_icp_points: int = 600
+    model_voxel_m: float = 0.08
     # Objects shorter than this (pedestrians) show no heading in their points: translation only.
     min_length_for_yaw_m: float = 2.0
 
@@ -169,8 +173,10 @@ def _fit(work: _TrackWork, cfg: PropagationConfig, sweep: _SweepWorld, prior: SE
     prior_obs = _at_time(work, prior, t_frame, t_obs)
     pose_obs, fitness = prior_obs, 0.0
     if len(work.model) >= cfg.min_points:
+        sample = obs[:: max(1, len(obs) // cfg.max_icp_points)]
+
         def icp(fit_yaw: bool):
-            return icp_yaw_translation(work.model, obs, prior_obs, max_iterations=cfg.icp_max_iterations,
+            return icp_yaw_translation(work.model, sample, prior_obs, max_iterations=cfg.icp_max_iterations,
                                        max_correspondence_m=cfg.icp_max_correspondence_m, model_tree=work.tree,
                                        fit_yaw=fit_yaw)
 
@@ -256,14 +262,19 @@ def propagate_drive(
             progress(step, total_steps)
         return bool(cancel is not None and cancel())
 
+    # Sweeps read again later are kept: keyframe frames (pass 1, then pass 2) and frames before some track's first
+    # keyframe (pass 2, then the backward pass 3). Every other sweep is read once.
+    reused = set(int(f) for w in works for f in w.key_frames)
+    reused |= set(range(max(int(w.key_frames[0]) for w in works)))
     cache: dict[int, _SweepWorld | None] = {}
 
     def sweep(frame: int):
-        if frame not in cache:
-            if len(cache) > 4:
-                cache.pop(next(iter(cache)))
-            cache[frame] = _sweep_points_world(drive, frame)
-        return cache[frame]
+        if frame in cache:
+            return cache[frame]
+        data = _sweep_points_world(drive, frame)
+        if frame in reused:
+            cache[frame] = data
+        return data
 
     # Pass 1: object models from the keyframes.
     if has_points:
@@ -283,7 +294,7 @@ def propagate_drive(
                 report.cancelled = True
                 return report
         for w in works:
-            w.model = build_object_model(w.model_parts)
+            w.model = build_object_model(w.model_parts, voxel_m=config.model_voxel_m)
             w.model_parts = []
             w.tree = cKDTree(w.model) if len(w.model) >= 3 else None
 

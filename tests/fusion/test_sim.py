@@ -48,7 +48,8 @@ def _truth_uv(sim, view: CameraView, world_points: np.ndarray, iterations: int =
         cam_SE3_world = view.cam_SE3_ego.compose(sim.world_SE3_ego_at(times).inverse())
         uv, ok = view.camera.project(cam_SE3_world.transform_points(world_points))
         row = np.clip(uv[:, 1], 0, view.camera.height_px - 1)
-        times = view.timestamp_ns + np.round(view.readout_s * 1e9 * (row / (view.camera.height_px - 1) - 0.5)).astype(np.int64)
+        offset_s = view.readout_s * (row / (view.camera.height_px - 1) - 0.5)
+        times = view.timestamp_ns + np.round(offset_s * 1e9).astype(np.int64)
     return uv, ok
 
 
