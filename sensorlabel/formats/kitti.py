@@ -56,6 +56,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import FormatError
+from sensorlabel.formats.fileio import encoded_image_size, read_nonempty_bytes
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.se3 import SE3
 
@@ -744,18 +745,6 @@ def read_kitti_raw_calib(date_dir: str | os.PathLike) -> tuple[KittiCalib, tuple
     return _calib_from_values(cam, values), None if size is None else (int(size[0]), int(size[1]))
 
 
-def _image_size(path: Path, data: bytes) -> tuple[int, int]:
-    """(width, height) of an encoded image. Raises FormatError when it does not decode."""
-    import cv2
-
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
-    if image is None:
-        raise FormatError(path, "not a decodable image")
-    return int(image.shape[1]), int(image.shape[0])
-
-
 def kitti_camera_sensor(name: str, P: np.ndarray, calib: KittiCalib, image_size_px: tuple[int, int], path: Path):
     """A camera of the Velodyne-as-ego drive from a rectified projection matrix.
 
@@ -869,7 +858,7 @@ def import_kitti_object(src: str | os.PathLike, out: str | os.PathLike, *, overw
         has_label = r["label"].is_file()
         tables.append(read_kitti_object_labels(r["label"], frame=i) if has_label else KittiLabelTable.empty())
         label_lines.append(_read_text(r["label"]).splitlines() if has_label else None)
-    sizes = [_image_size(r["image"], _read_bytes(r["image"])) if r["image"].is_file() else None for r in records]
+    sizes = [encoded_image_size(r["image"], read_nonempty_bytes(r["image"])) if r["image"].is_file() else None for r in records]
     image_size = next((s for s in sizes if s is not None), None)
     has_velodyne = any(r["velodyne"].is_file() for r in records)
     sensors = {}
@@ -894,7 +883,7 @@ def import_kitti_object(src: str | os.PathLike, out: str | os.PathLike, *, overw
             if has_velodyne and r["velodyne"].is_file():
                 writer.append_lidar_sweep("velodyne", read_kitti_velodyne(r["velodyne"]), VELODYNE_FIELDS, int(timestamps[i]))
             if image_size is not None and r["image"].is_file():
-                writer.append_camera_image("image_02", _read_bytes(r["image"]), int(timestamps[i]))
+                writer.append_camera_image("image_02", read_nonempty_bytes(r["image"]), int(timestamps[i]))
         drive = writer.finalize(timestamps)
     boxes, frames = [], []
     for i, (table, calib) in enumerate(zip(tables, calibs)):
@@ -903,16 +892,6 @@ def import_kitti_object(src: str | os.PathLike, out: str | os.PathLike, *, overw
         frames.append(np.full(len(keep), i, np.int64))
     _put_labels(drive, np.concatenate(frames) if frames else np.zeros(0, np.int64), Boxes.concatenate(boxes))
     return drive
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
-    if not data:
-        raise FormatError(path, "empty file")
-    return data
 
 
 def _tracking_root(src: Path, split: str) -> Path:
@@ -978,7 +957,7 @@ def import_kitti_tracking(src: str | os.PathLike, out: str | os.PathLike, *, ove
         sensors["velodyne"] = _velodyne_sensor()
     if images:
         first = next(iter(images.values()))
-        image_size = _image_size(first, _read_bytes(first))
+        image_size = encoded_image_size(first, read_nonempty_bytes(first))
         sensors["image_02"] = kitti_camera_sensor("image_02", calib.P2, calib, image_size, calib_path)
     oxts_path = root / "oxts" / f"{sequence}.txt"
     poses = origin = None
@@ -998,7 +977,7 @@ def import_kitti_tracking(src: str | os.PathLike, out: str | os.PathLike, *, ove
         for f, path in progress(bins.items(), total=len(bins), desc=f"velodyne {sequence}"):
             writer.append_lidar_sweep("velodyne", read_kitti_velodyne(path), VELODYNE_FIELDS, f * KITTI_FRAME_PERIOD_NS)
         for f, path in progress(images.items(), total=len(images), desc=f"image_02 {sequence}"):
-            writer.append_camera_image("image_02", _read_bytes(path), f * KITTI_FRAME_PERIOD_NS)
+            writer.append_camera_image("image_02", read_nonempty_bytes(path), f * KITTI_FRAME_PERIOD_NS)
         if poses is not None:
             writer.write_poses(np.arange(len(poses), dtype=np.int64) * KITTI_FRAME_PERIOD_NS, poses)
         drive = writer.finalize(timestamps)
@@ -1041,7 +1020,7 @@ def import_kitti_raw(src: str | os.PathLike, out: str | os.PathLike, *, overwrit
         sensors["velodyne"] = _velodyne_sensor()
     for name, files in cams.items():
         if files:
-            size = image_size or _image_size(next(iter(files.values())), _read_bytes(next(iter(files.values()))))
+            size = image_size or encoded_image_size(next(iter(files.values())), read_nonempty_bytes(next(iter(files.values()))))
             sensors[name] = kitti_camera_sensor(name, calib.P2 if name == "image_02" else calib.P3, calib, size, calib_dir)
     poses = None
     if oxts_files:
@@ -1062,7 +1041,7 @@ def import_kitti_raw(src: str | os.PathLike, out: str | os.PathLike, *, overwrit
             if files:
                 ts = _raw_timestamps(src / name, len(files))
                 for t, path in progress(zip(ts, files.values()), total=len(files), desc=name):
-                    writer.append_camera_image(name, _read_bytes(path), int(t))
+                    writer.append_camera_image(name, read_nonempty_bytes(path), int(t))
         if poses is not None:
             writer.write_poses(*poses)
         return writer.finalize()

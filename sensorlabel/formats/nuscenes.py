@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from sensorlabel.errors import FormatError
+from sensorlabel.formats.fileio import encoded_image_size, read_nonempty_bytes
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.se3 import SE3
 
@@ -149,26 +150,6 @@ def read_nuscenes_lidar(path: str | os.PathLike) -> np.ndarray:
     return points
 
 
-def _read_file(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
-    if not data:
-        raise FormatError(path, "empty file")
-    return data
-
-
-def _image_size(path: Path, data: bytes) -> tuple[int, int]:
-    import cv2
-
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    if image is None:
-        raise FormatError(path, "not a decodable image")
-    full = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    return int(full.shape[1]), int(full.shape[0])
-
-
 def _s_to_ns(seconds: float) -> int:
     """nuScenes times are microseconds; the info JSON prints them as float seconds."""
     return int(round(float(seconds) * 1e6)) * 1000
@@ -240,7 +221,7 @@ def _import_info_json(path: Path, out: Path, overwrite: bool):
         where = f"images.{cam}"
         K = _numbers(path, _field(path, cam_info, "cam2img", where), (3, 3), f"{where}.cam2img")
         img_path = _find_data(path, str(_field(path, cam_info, "img_path", where)), where)
-        width, height = _image_size(img_path, _read_file(img_path))
+        width, height = encoded_image_size(img_path, read_nonempty_bytes(img_path))
         sensors[cam] = SensorCalibration(cam, "camera", _rigid(path, _field(path, cam_info, "cam2ego", where),
                                                                f"{where}.cam2ego"),
                                          PinholeCamera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], width, height))
@@ -269,7 +250,7 @@ def _import_info_json(path: Path, out: Path, overwrite: bool):
                 t = _s_to_ns(_numbers(path, _field(path, cam_info, "timestamp", cam), (), f"{cam}.timestamp"))
                 cam_records.append((t, _find_data(path, str(cam_info["img_path"]), cam)))
             for t, img in sorted(cam_records):
-                writer.append_camera_image(cam, _read_file(img), t)
+                writer.append_camera_image(cam, read_nonempty_bytes(img), t)
         writer.write_poses(np.asarray(lidar_ts, np.int64)[order], SE3.stack([pose_list[i] for i in order]))
         drive = writer.finalize(np.asarray(lidar_ts, np.int64)[order])
     frames = np.concatenate([np.full(len(boxes_per_frame[i]), f, np.int64) for f, i in enumerate(order)])
@@ -362,7 +343,7 @@ def _import_tables(root: Path, tables_dir: Path, out: Path, overwrite: bool, sce
         width, height = int(sd.get("width", 0)), int(sd.get("height", 0))
         if width <= 0 or height <= 0:
             img = root / str(sd.get("filename", ""))
-            width, height = _image_size(img, _read_file(img))
+            width, height = encoded_image_size(img, read_nonempty_bytes(img))
         sensors[channel] = SensorCalibration(channel, "camera", ego_SE3_sensor,
                                              PinholeCamera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], width, height))
     missing = [s["token"] for s in samples if s["token"] not in keyframe_data[lidar]]
@@ -405,7 +386,7 @@ def _import_tables(root: Path, tables_dir: Path, out: Path, overwrite: bool, sce
             if channel == lidar:
                 continue
             for sd in sorted(keyframe_data[channel].values(), key=lambda r: int(r["timestamp"])):
-                writer.append_camera_image(channel, _read_file(root / str(sd.get("filename"))), int(sd["timestamp"]) * 1000)
+                writer.append_camera_image(channel, read_nonempty_bytes(root / str(sd.get("filename"))), int(sd["timestamp"]) * 1000)
         writer.write_poses(pose_ts, SE3.stack([poses[k] for k in pose_ts]))
         drive = writer.finalize(frame_ts)
     if anns:

@@ -24,6 +24,11 @@ import numpy as np
 from sensorlabel.geometry.boxes import Boxes
 
 _EPS = 1e-9
+_NEXT4 = np.array([1, 2, 3, 0])
+_NEXT24 = np.roll(np.arange(24), -1)
+#: convex_hull_area tests every ordered pair of points as a hull edge, all at once (O(M K^3) memory, no loop), up
+#: to this many M * K^3 elements (a few pairs per frame in the tracker); beyond it, it peels reflex vertices.
+_HULL_EDGE_TEST_MAX = 32768
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -32,7 +37,7 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _inside_convex(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
     """points (M,K,2), poly (M,4,2) counter-clockwise -> (M,K) bool, boundary included."""
-    edge = np.roll(poly, -1, axis=1) - poly  # (M,4,2)
+    edge = poly[:, _NEXT4] - poly  # (M,4,2)
     rel = points[:, :, None, :] - poly[:, None, :, :]  # (M,K,4,2)
     return np.all(_cross(edge[:, None, :, :], rel) >= -1e-9, axis=2)
 
@@ -53,28 +58,31 @@ def polygon_intersection_area(poly_a: np.ndarray, poly_b: np.ndarray) -> np.ndar
     b_in_a = _inside_convex(poly_b, poly_a)
     # Edge-edge crossings: p + t r meets q + u s.
     p = poly_a[:, :, None, :]
-    r = (np.roll(poly_a, -1, axis=1) - poly_a)[:, :, None, :]
+    r = (poly_a[:, _NEXT4] - poly_a)[:, :, None, :]
     q = poly_b[:, None, :, :]
-    s = (np.roll(poly_b, -1, axis=1) - poly_b)[:, None, :, :]
+    s = (poly_b[:, _NEXT4] - poly_b)[:, None, :, :]
     denom = _cross(r, s)  # (M,4,4)
     qp = q - p
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = _cross(qp, s) / denom
-        u = _cross(qp, r) / denom
-    cross_ok = (np.abs(denom) > _EPS) & (t >= 0) & (t <= 1) & (u >= 0) & (u <= 1)
+    # Parallel edges (denominator 0) never cross; a unit denominator keeps their t, u finite and unused.
+    parallel = np.abs(denom) <= _EPS
+    safe = np.where(parallel, 1.0, denom)
+    t = _cross(qp, s) / safe
+    u = _cross(qp, r) / safe
+    cross_ok = ~parallel & (t >= 0) & (t <= 1) & (u >= 0) & (u <= 1)
     crossings = (p + np.where(cross_ok, t, 0.0)[..., None] * r).reshape(m, 16, 2)
     pts = np.concatenate([poly_a, poly_b, crossings], axis=1)  # (M,24,2)
     valid = np.concatenate([a_in_b, b_in_a, cross_ok.reshape(m, 16)], axis=1)
     count = valid.sum(axis=1)
-    centroid = np.where(valid[..., None], pts, 0.0).sum(axis=1) / np.maximum(count, 1)[:, None]
+    centroid = (pts * valid[..., None]).sum(axis=1) / np.maximum(count, 1)[:, None]
     angle = np.arctan2(pts[..., 1] - centroid[:, None, 1], pts[..., 0] - centroid[:, None, 0])
-    angle = np.where(valid, angle, np.inf)
+    angle[~valid] = np.inf
+    # Plain fancy indexing: np.take_along_axis costs several times more at the tracker's few pairs per frame.
     order = np.argsort(angle, axis=1)
-    pts = np.take_along_axis(pts, order[..., None], axis=1)
-    valid = np.take_along_axis(valid, order, axis=1)
+    rows = np.arange(m)[:, None]
+    pts, valid = pts[rows, order], valid[rows, order]
     # Invalid slots repeat the first vertex, so their shoelace terms vanish and the polygon closes.
     pts = np.where(valid[..., None], pts, pts[:, :1, :])
-    area = 0.5 * _cross(pts, np.roll(pts, -1, axis=1)).sum(axis=1)
+    area = 0.5 * _cross(pts, pts[:, _NEXT24]).sum(axis=1)
     return np.where(count >= 3, np.abs(area), 0.0)
 
 

@@ -1,0 +1,42 @@
+"""Small file helpers shared by the format readers: every failure becomes a FormatError naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sensorlabel.errors import FormatError
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def read_nonempty_bytes(path: Path) -> bytes:
+    """The whole file.
+
+    Raises:
+        FormatError: unreadable (naming the OS reason) or empty.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not data:
+        raise FormatError(path, "empty file")
+    return data
+
+
+def encoded_image_size(path: Path, data: bytes) -> tuple[int, int]:
+    """(width, height) in pixels of an encoded image (PNG from its header, anything else by decoding it).
+
+    Raises:
+        FormatError: the bytes do not decode as an image.
+    """
+    import cv2
+
+    if data[:8] == _PNG_SIGNATURE and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if image is None:
+        raise FormatError(path, "not a decodable image")
+    return int(image.shape[1]), int(image.shape[0])
