@@ -91,7 +91,6 @@ class MainWindow(QtWidgets.QMainWindow):
         drive = session.drive
         self.setWindowTitle(f"sensorlabel - {drive.name} ({drive.source_format}, {drive.num_frames} frames)")
         self.setStyleSheet(_STYLE)
-        self.show_camera_points = True
         if with_3d:
             from .views.view3d import View3D
 
@@ -234,6 +233,11 @@ class MainWindow(QtWidgets.QMainWindow):
         undo, redo = self.actions_by_name["undo"], self.actions_by_name["redo"]
         undo.setText(f"Undo {stack.undo_text}" if stack.can_undo else "Undo")
         redo.setText(f"Redo {stack.redo_text}" if stack.can_redo else "Redo")
+
+    def closeEvent(self, event) -> None:
+        self.session.close()
+        super().closeEvent(event)
+
 
 class _No3D:
     """Stand-in for the 3D view when OpenGL is off (benchmarks of the 2D views, headless tests)."""

@@ -120,7 +120,9 @@ class Controller(QtCore.QObject):
         self._play.timeout.connect(self._play_step)
         self.stack.subscribe(self.labelsChanged.emit)
         self.labelsChanged.connect(self.refresh_labels)
-        session.subscribe_frame(lambda _f: self.refresh_frame())
+        self._direction = 1  # of the last step: the frame to prefetch is the next one that way
+        self._last_frame = session.frame
+        session.subscribe_frame(self._frame_changed)
         self.selection.subscribe(lambda _t: self.refresh_boxes())
         w = window
         w.bev.boxClicked.connect(self._select_index)
@@ -136,14 +138,27 @@ class Controller(QtCore.QObject):
         self.message.connect(w.show_message)
 
     # ----- drawing ---------------------------------------------------------------------------------------------------
+    def _frame_changed(self, frame: int) -> None:
+        if frame != self._last_frame:
+            self._direction = 1 if frame > self._last_frame else -1
+        self._last_frame = frame
+        self.refresh_frame()
+
     def refresh_frame(self) -> None:
-        """Load (cached) and draw the current frame's sensor data, then its boxes."""
-        data = self.session.frame_data()
-        rgba = self.session.point_colors(data, self.color_mode)
-        self.window.view3d.set_points(data.points_ego, rgba)
-        self.window.bev.set_points(data.points_ego, (rgba[:, :3] * 255).astype(np.uint8))
-        self.window.timeline.set_frame(self.session.frame)
+        """Draw the current frame: its prepared sensor data (cached, usually prefetched), then its boxes; then
+        start preparing the next frame in the stepping direction on the worker thread."""
+        s, w = self.session, self.window
+        render = s.frame_render(color_mode=self.color_mode)
+        w.view3d.set_points(s.frame_data().points_ego, render.rgba)
+        w.bev.set_raster(render.bev_rgb32)
+        w.timeline.set_frame(s.frame)
         self.refresh_boxes()
+        # Queued behind the paint events this refresh posted, so the worker starts once the views are drawn.
+        QtCore.QTimer.singleShot(0, self._prefetch)
+
+    def _prefetch(self) -> None:
+        s = self.session
+        s.prefetch(s.frame + self._direction, self.color_mode)
 
     def refresh_boxes(self) -> None:
         """Draw the current frame's boxes (read from the store) in every view."""
@@ -156,7 +171,7 @@ class Controller(QtCore.QObject):
         w.view3d.set_boxes(boxes, rgb, sel)
         w.bev.set_boxes(boxes, rgb, sel)
         data = s.frame_data()
-        w.cameras.set_frame(data.cameras, boxes, rgb, sel, w.show_camera_points)
+        w.cameras.set_frame(data.cameras, s.frame_render(color_mode=self.color_mode).camera_images, boxes, rgb, sel)
         w.ortho.set_box(BoxPose.from_boxes(boxes, sel) if sel >= 0 else None, data.points_ego)
         if self.selection.track_id is not None:
             w.tracks.select_track(self.selection.track_id)

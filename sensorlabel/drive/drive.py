@@ -70,6 +70,8 @@ def nearest_indices(sensor_timestamps_ns: np.ndarray, query_ns: np.ndarray, tole
 def _as_timestamp(value, what: str, path: Path) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise FormatError(path, f"{what}: timestamp_ns must be an integer (ns), got {value!r}")
+    if not -(2**63) <= int(value) < 2**63:
+        raise FormatError(path, f"{what}: timestamp_ns {value} does not fit in int64")
     return int(value)
 
 

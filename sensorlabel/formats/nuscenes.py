@@ -150,8 +150,17 @@ def read_nuscenes_lidar(path: str | os.PathLike) -> np.ndarray:
     return points
 
 
-def _s_to_ns(seconds: float) -> int:
-    """nuScenes times are microseconds; the info JSON prints them as float seconds."""
+_MAX_TIME_S = 2**62 / 1e9  # int64 nanoseconds, with room for offsets
+
+
+def _s_to_ns(path: Path, seconds: float, where: str) -> int:
+    """nuScenes times are microseconds; the info JSON prints them as float seconds.
+
+    Raises:
+        FormatError: a time that does not fit int64 nanoseconds.
+    """
+    if not 0 <= float(seconds) < _MAX_TIME_S:
+        raise FormatError(path, f"{where}: timestamp {seconds} s is outside 0..{_MAX_TIME_S:.3g} s")
     return int(round(float(seconds) * 1e6)) * 1000
 
 
@@ -209,7 +218,7 @@ def _import_info_json(path: Path, out: Path, overwrite: bool):
     categories = _field(path, _field(path, info, "metainfo", "info JSON"), "categories", "metainfo")
     if not isinstance(samples, list) or not samples or not isinstance(categories, dict):
         raise FormatError(path, "data_list must be a non-empty list and metainfo.categories a dict")
-    names = {int(v): str(k) for k, v in categories.items() if isinstance(v, int)}
+    names = {int(v): str(k) for k, v in categories.items() if isinstance(v, int) and 0 <= v < 2**31}
     first = samples[0]
     lidar_info = _field(path, first, "lidar_points", "data_list[0]")
     sensors = {"LIDAR_TOP": SensorCalibration(
@@ -228,7 +237,8 @@ def _import_info_json(path: Path, out: Path, overwrite: bool):
     lidar_ts, tokens, pose_list, boxes_per_frame = [], [], [], []
     for i, sample in enumerate(samples):
         where = f"data_list[{i}]"
-        lidar_ts.append(_s_to_ns(_numbers(path, _field(path, sample, "timestamp", where), (), f"{where}.timestamp")))
+        lidar_ts.append(_s_to_ns(path, _numbers(path, _field(path, sample, "timestamp", where), (), f"{where}.timestamp"),
+                                     f"{where}.timestamp"))
         tokens.append(str(_field(path, sample, "token", where)))
         pose_list.append(_rigid(path, _field(path, sample, "ego2global", where), f"{where}.ego2global"))
         boxes_per_frame.append(_info_boxes(path, sample, names, sensors["LIDAR_TOP"].ego_SE3_sensor, where))
@@ -247,7 +257,8 @@ def _import_info_json(path: Path, out: Path, overwrite: bool):
             cam_records = []
             for i in order:
                 cam_info = _field(path, samples[i]["images"], cam, f"data_list[{i}].images")
-                t = _s_to_ns(_numbers(path, _field(path, cam_info, "timestamp", cam), (), f"{cam}.timestamp"))
+                t = _s_to_ns(path, _numbers(path, _field(path, cam_info, "timestamp", cam), (), f"{cam}.timestamp"),
+                             f"{cam}.timestamp")
                 cam_records.append((t, _find_data(path, str(cam_info["img_path"]), cam)))
             for t, img in sorted(cam_records):
                 writer.append_camera_image(cam, read_nonempty_bytes(img), t)

@@ -37,9 +37,10 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _inside_convex(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
     """points (M,K,2), poly (M,4,2) counter-clockwise -> (M,K) bool, boundary included."""
-    edge = poly[:, _NEXT4] - poly  # (M,4,2)
-    rel = points[:, :, None, :] - poly[:, None, :, :]  # (M,K,4,2)
-    return np.all(_cross(edge[:, None, :, :], rel) >= -1e-9, axis=2)
+    edge = poly.take(_NEXT4, axis=1) - poly  # (M,4,2)
+    rel = points[:, None, :, :] - poly[:, :, None, :]  # (M,4,K,2)
+    # Reduced over the outer edge axis: numpy does that as whole-block operations (a short inner axis is slow).
+    return np.logical_and.reduce(_cross(edge[:, :, None, :], rel) >= -1e-9, axis=1)
 
 
 def polygon_intersection_area(poly_a: np.ndarray, poly_b: np.ndarray) -> np.ndarray:
@@ -54,13 +55,14 @@ def polygon_intersection_area(poly_a: np.ndarray, poly_b: np.ndarray) -> np.ndar
     m = poly_a.shape[0]
     if m == 0:
         return np.zeros(0)
-    a_in_b = _inside_convex(poly_a, poly_b)
-    b_in_a = _inside_convex(poly_b, poly_a)
+    # The call count, not the array size, is the cost at a few pairs (the tracker's every frame): both inside
+    # tests in one call, and take() instead of fancy indexing.
+    inside = _inside_convex(np.concatenate([poly_a, poly_b]), np.concatenate([poly_b, poly_a]))
     # Edge-edge crossings: p + t r meets q + u s.
     p = poly_a[:, :, None, :]
-    r = (poly_a[:, _NEXT4] - poly_a)[:, :, None, :]
+    r = (poly_a.take(_NEXT4, axis=1) - poly_a)[:, :, None, :]
     q = poly_b[:, None, :, :]
-    s = (poly_b[:, _NEXT4] - poly_b)[:, None, :, :]
+    s = (poly_b.take(_NEXT4, axis=1) - poly_b)[:, None, :, :]
     denom = _cross(r, s)  # (M,4,4)
     qp = q - p
     # Parallel edges (denominator 0) never cross; a unit denominator keeps their t, u finite and unused.
@@ -69,20 +71,18 @@ def polygon_intersection_area(poly_a: np.ndarray, poly_b: np.ndarray) -> np.ndar
     t = _cross(qp, s) / safe
     u = _cross(qp, r) / safe
     cross_ok = ~parallel & (t >= 0) & (t <= 1) & (u >= 0) & (u <= 1)
-    crossings = (p + np.where(cross_ok, t, 0.0)[..., None] * r).reshape(m, 16, 2)
+    crossings = (p + (t * cross_ok)[..., None] * r).reshape(m, 16, 2)
     pts = np.concatenate([poly_a, poly_b, crossings], axis=1)  # (M,24,2)
-    valid = np.concatenate([a_in_b, b_in_a, cross_ok.reshape(m, 16)], axis=1)
+    valid = np.concatenate([inside[:m], inside[m:], cross_ok.reshape(m, 16)], axis=1)
     count = valid.sum(axis=1)
-    centroid = (pts * valid[..., None]).sum(axis=1) / np.maximum(count, 1)[:, None]
+    centroid = (valid[:, None, :] @ pts)[:, 0, :] / np.maximum(count, 1)[:, None]
     angle = np.arctan2(pts[..., 1] - centroid[:, None, 1], pts[..., 0] - centroid[:, None, 0])
     angle[~valid] = np.inf
-    # Plain fancy indexing: np.take_along_axis costs several times more at the tracker's few pairs per frame.
-    order = np.argsort(angle, axis=1)
-    rows = np.arange(m)[:, None]
-    pts, valid = pts[rows, order], valid[rows, order]
+    order = (np.argsort(angle, axis=1) + 24 * np.arange(m)[:, None]).reshape(-1)
+    pts, valid = pts.reshape(-1, 2).take(order, axis=0).reshape(m, 24, 2), valid.reshape(-1).take(order).reshape(m, 24)
     # Invalid slots repeat the first vertex, so their shoelace terms vanish and the polygon closes.
     pts = np.where(valid[..., None], pts, pts[:, :1, :])
-    area = 0.5 * _cross(pts, pts[:, _NEXT24]).sum(axis=1)
+    area = 0.5 * _cross(pts, pts.take(_NEXT24, axis=1)).sum(axis=1)
     return np.where(count >= 3, np.abs(area), 0.0)
 
 
@@ -103,6 +103,8 @@ def convex_hull_area(points: np.ndarray) -> np.ndarray:
     m, k = pts.shape[:2]
     if m == 0:
         return np.zeros(0)
+    if m * k**3 <= _HULL_EDGE_TEST_MAX:
+        return _convex_hull_area_edge_test(pts)
     # "+ 0.0" turns -0.0 into +0.0: points on the ray at angle pi must not split between -pi and +pi.
     rel = pts - pts.mean(axis=1, keepdims=True) + 0.0
     order = np.lexsort((-np.hypot(rel[..., 0], rel[..., 1]), np.arctan2(rel[..., 1], rel[..., 0])), axis=-1)
@@ -132,6 +134,103 @@ def convex_hull_area(points: np.ndarray) -> np.ndarray:
         if len(active) == 0:
             break
     return 0.5 * np.abs(np.where(valid, _cross(rel, p_next), 0.0).sum(axis=1))
+
+
+def _convex_hull_area_edge_test(pts: np.ndarray) -> np.ndarray:
+    """convex_hull_area for few sets: a fixed number of numpy calls, no loop (see :func:`convex_hull_area`).
+
+    The directed pair (i, j) is a counter-clockwise hull edge when every point lies strictly left of the line i->j
+    or on it within the closed segment [i, j]; then the intermediate points of a collinear run are skipped and only
+    its outer pair counts. Repeated points count once. The area is the shoelace sum over the hull edges.
+    """
+    m, k = pts.shape[:2]
+    rel = pts - pts.mean(axis=1, keepdims=True)
+    x, y = rel[..., 0], rel[..., 1]
+    dx = x[:, None, :] - x[:, :, None]  # (M,K,K): p_j - p_i at [m, i, j]
+    dy = y[:, None, :] - y[:, :, None]
+    len2 = dx * dx + dy * dy
+    scale2 = len2.reshape(m, -1).max(axis=1)[:, None, None]
+    # The tested point k is axis 1: numpy reduces an outer axis as whole-block operations, a short inner one per
+    # output element (several times slower at these sizes).
+    ex, ey = dx[:, None, :, :], dy[:, None, :, :]
+    fx, fy = np.swapaxes(dx, 1, 2)[:, :, :, None], np.swapaxes(dy, 1, 2)[:, :, :, None]
+    side = ex * fy - ey * fx  # (M,K,K,K): cross(p_j - p_i, p_k - p_i) at [m, k, i, j]
+    along = ex * fx + ey * fy  # dot(p_j - p_i, p_k - p_i)
+    tol = (1e-12 * scale2)[:, None]
+    on_segment = (side >= -tol) & (along >= 0.0) & (along <= len2[:, None])
+    edge = np.logical_and.reduce((side > tol) | on_segment, axis=1)  # (M,K,K) at [m, i, j]
+    distinct = len2 > 1e-18 * scale2
+    first = ~np.logical_or.reduce(~distinct & np.tri(k, k, -1, dtype=bool).T, axis=1)  # no equal point before
+    edge &= distinct & first[:, :, None] & first[:, None, :]
+    twice_area = x[:, :, None] * y[:, None, :] - y[:, :, None] * x[:, None, :]
+    return 0.5 * (twice_area * edge).reshape(m, -1).sum(axis=1)
+
+
+_CORNER_SIGNS_BEV = np.array([[1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0]])
+
+
+def bev_corners_yaw(center_xy_m: np.ndarray, lw_m: np.ndarray, yaw_rad: np.ndarray) -> np.ndarray:
+    """Bird's-eye corners of boxes given as raw arrays, in the order of :meth:`Boxes.bev_corners` (counter-clockwise).
+
+    Args:
+        center_xy_m: (N,2) centres. lw_m: (N,2) length (along the heading) and width. yaw_rad: (N,) heading about +z.
+
+    Returns:
+        (N,4,2) corners.
+    """
+    c, s = np.cos(yaw_rad)[:, None], np.sin(yaw_rad)[:, None]
+    lx, ly = _CORNER_SIGNS_BEV[None, :, 0] * (0.5 * lw_m[:, :1]), _CORNER_SIGNS_BEV[None, :, 1] * (0.5 * lw_m[:, 1:2])
+    return np.stack([c * lx - s * ly + center_xy_m[:, :1], s * lx + c * ly + center_xy_m[:, 1:2]], axis=-1)
+
+
+def iou_paired_yaw(
+    center_a_m: np.ndarray,
+    lwh_a_m: np.ndarray,
+    yaw_a_rad: np.ndarray,
+    center_b_m: np.ndarray,
+    lwh_b_m: np.ndarray,
+    yaw_b_rad: np.ndarray,
+    *,
+    bird_eye: bool = False,
+    generalized: bool = False,
+) -> np.ndarray:
+    """IoU or GIoU of box a[i] with box b[i], bird's-eye or 3D, for gravity-aligned boxes given as raw arrays.
+
+    The same numbers as :func:`iou_3d_paired`, :func:`iou_bev`, :func:`giou_3d` and :func:`giou_bev` on the
+    diagonal, without building :class:`Boxes` (their validation and quaternion round trip cost more than the
+    geometry for a few pairs): the path the tracker's association takes every frame.
+
+    Args:
+        center_a_m, center_b_m: (M,3) geometric centres, z up. lwh_a_m, lwh_b_m: (M,3) sizes.
+        yaw_a_rad, yaw_b_rad: (M,) headings about +z.
+        bird_eye: the bird's-eye measure (areas) instead of 3D (volumes).
+        generalized: GIoU (IoU minus the share of the enclosing shape outside the union) instead of IoU.
+
+    Returns:
+        (M,) IoU in [0, 1] or GIoU in (-1, 1].
+    """
+    m = center_a_m.shape[0]
+    if m == 0:
+        return np.zeros(0)
+    corners = bev_corners_yaw(np.concatenate([center_a_m[:, :2], center_b_m[:, :2]]),
+                              np.concatenate([lwh_a_m[:, :2], lwh_b_m[:, :2]]), np.concatenate([yaw_a_rad, yaw_b_rad]))
+    ca, cb = corners[:m], corners[m:]
+    inter = polygon_intersection_area(ca, cb)
+    area_a, area_b = lwh_a_m[:, 0] * lwh_a_m[:, 1], lwh_b_m[:, 0] * lwh_b_m[:, 1]
+    if bird_eye:
+        union = area_a + area_b - inter
+    else:
+        top_a, bottom_a = center_a_m[:, 2] + 0.5 * lwh_a_m[:, 2], center_a_m[:, 2] - 0.5 * lwh_a_m[:, 2]
+        top_b, bottom_b = center_b_m[:, 2] + 0.5 * lwh_b_m[:, 2], center_b_m[:, 2] - 0.5 * lwh_b_m[:, 2]
+        inter = inter * np.maximum(np.minimum(top_a, top_b) - np.maximum(bottom_a, bottom_b), 0.0)
+        union = area_a * lwh_a_m[:, 2] + area_b * lwh_b_m[:, 2] - inter
+    iou = inter / np.maximum(union, _EPS)
+    if not generalized:
+        return iou
+    enclosing = convex_hull_area(corners.reshape(2, m, 4, 2).transpose(1, 0, 2, 3).reshape(m, 8, 2))
+    if not bird_eye:
+        enclosing = enclosing * (np.maximum(top_a, top_b) - np.minimum(bottom_a, bottom_b))
+    return iou - (enclosing - union) / np.maximum(enclosing, _EPS)
 
 
 def _pairs(a: Boxes, b: Boxes) -> tuple[np.ndarray, np.ndarray]:

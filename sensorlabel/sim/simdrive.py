@@ -80,6 +80,49 @@ def _ego_SE3_camera(name: str) -> SE3:
     return SE3(rz @ base @ rx, translation)
 
 
+def _camera_key(model: PinholeCamera | FisheyeCamera) -> tuple:
+    """Every parameter that a camera's pixel rays depend on, as a hashable key."""
+    extra = (float(model.max_theta_rad),) if model.model == "fisheye" else ()
+    return (model.model, float(model.fx_px), float(model.fy_px), float(model.cx_px), float(model.cy_px),
+            int(model.width_px), int(model.height_px), tuple(float(c) for c in model.distortion)) + extra
+
+
+_RAY_GRIDS: OrderedDict[tuple, tuple[RayGrid, np.ndarray]] = OrderedDict()
+_RAY_GRIDS_MAX = 16
+_RAY_GRIDS_LOCK = threading.Lock()
+
+
+def _camera_ray_grid(model: PinholeCamera | FisheyeCamera) -> tuple[RayGrid, np.ndarray]:
+    """The (H,W) pixel-ray grid of a camera and its (H,W) valid mask, shared by every SimDrive whose camera has the
+    same parameters (an LRU cache of the last 16).
+
+    Unprojecting every pixel (a Newton solve per pixel, ~1.5 s for 1600x900) is the cost of a camera's first render,
+    and tests and benchmarks build many drives with the same cameras. The arrays are read-only, as they are shared.
+    """
+    key = _camera_key(model)
+    with _RAY_GRIDS_LOCK:
+        hit = _RAY_GRIDS.get(key)
+        if hit is not None:
+            _RAY_GRIDS.move_to_end(key)
+            return hit
+    width, height = model.width_px, model.height_px
+    u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    rays = model.unproject(np.stack([u.ravel(), v.ravel()], axis=1))
+    valid = np.isfinite(rays).all(axis=1)
+    if model.model == "fisheye":
+        valid &= rays[:, 2] >= np.cos(model.max_theta_rad)
+    rays = np.where(valid[:, None], rays, [0.0, 0.0, 1.0])
+    grid = RayGrid.build(rays.reshape(height, width, 3), (8, 8))
+    valid = valid.reshape(height, width)
+    for array in (grid.dirs_sensor, grid.cell_radius_rad, *grid.sample_index, valid):
+        array.setflags(write=False)
+    with _RAY_GRIDS_LOCK:
+        _RAY_GRIDS[key] = (grid, valid)
+        while len(_RAY_GRIDS) > _RAY_GRIDS_MAX:
+            _RAY_GRIDS.popitem(last=False)
+    return grid, valid
+
+
 class SimDrive:
     """A generated drive (see the module docstring). Build with :func:`simulate`.
 
@@ -227,16 +270,7 @@ class SimDrive:
 
     def _camera_grid_locked(self, camera: str) -> tuple[RayGrid, np.ndarray]:
         if camera not in self._camera_grids:
-            model = self._camera(camera).camera
-            width, height = model.width_px, model.height_px
-            u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-            rays = model.unproject(np.stack([u.ravel(), v.ravel()], axis=1))
-            valid = np.isfinite(rays).all(axis=1)
-            if model.model == "fisheye":
-                valid &= rays[:, 2] >= np.cos(model.max_theta_rad)
-            rays = np.where(valid[:, None], rays, [0.0, 0.0, 1.0])
-            self._camera_grids[camera] = (RayGrid.build(rays.reshape(height, width, 3), (8, 8)),
-                                          valid.reshape(height, width))
+            self._camera_grids[camera] = _camera_ray_grid(self._camera(camera).camera)
         return self._camera_grids[camera]
 
     def camera_row_times_ns(self, camera: str, frame: int) -> np.ndarray:

@@ -20,9 +20,10 @@ the boxes' half-diagonals plus ``gate_margin_m`` are evaluated at all, so the po
 nearby pairs rather than tracks x detections. The assignment maximises the summed affinity over admissible pairs
 with ``scipy.optimize.linear_sum_assignment``.
 
-The bird's-eye intersection and convex-hull areas come from shapely's vectorised routines (a few C calls for all
-pairs); a frame has few candidate pairs, so the cost is per call, and this is ~2x faster than the pure-numpy
-polygon clipping of :mod:`sensorlabel.geometry.iou` at these sizes. The result equals ``iou_3d`` of that module.
+The IoU/GIoU values come from :func:`sensorlabel.geometry.iou.iou_paired_yaw` (vectorised numpy on raw arrays, no
+:class:`~sensorlabel.geometry.boxes.Boxes` per frame); the centre distance is the gate's own distance. A frame has a
+handful of candidate pairs, so the cost is the number of numpy calls, not their size: one geometry call per metric
+present in the frame, and nothing at all when there are no tracks, no detections or no candidate pairs.
 """
 
 from __future__ import annotations
@@ -32,13 +33,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from sensorlabel.geometry.iou import iou_paired_yaw
 
 #: Affinity metrics understood by :func:`associate`.
 METRICS = ("iou_3d", "giou_3d", "giou_bev", "center_distance")
 _METRIC_CODE = {name: i for i, name in enumerate(METRICS)}
-_EPS = 1e-9
-
-_CORNER_SIGNS_BEV = np.array([[1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0]])
+_CENTER_DISTANCE = _METRIC_CODE["center_distance"]
+#: (bird_eye, generalized) of the polygonal metrics, by code.
+_POLYGONAL = {_METRIC_CODE["iou_3d"]: (False, False), _METRIC_CODE["giou_3d"]: (False, True),
+              _METRIC_CODE["giou_bev"]: (True, True)}
 
 
 def metric_code(name: str) -> int:
@@ -51,23 +54,6 @@ def metric_code(name: str) -> int:
         return _METRIC_CODE[name]
     except KeyError:
         raise ValueError(f"unknown association metric {name!r}; expected one of {list(METRICS)}") from None
-
-
-def bev_corners(box7: np.ndarray) -> np.ndarray:
-    """(N, 4, 2) bird's-eye corners, counter-clockwise seen from +z (the order of :class:`Boxes.bev_corners`)."""
-    c, s = np.cos(box7[:, 3]), np.sin(box7[:, 3])
-    local = _CORNER_SIGNS_BEV[None] * (box7[:, None, 4:6] / 2.0)  # (N, 4, 2)
-    x = c[:, None] * local[..., 0] - s[:, None] * local[..., 1] + box7[:, None, 0]
-    y = s[:, None] * local[..., 0] + c[:, None] * local[..., 1] + box7[:, None, 1]
-    return np.stack([x, y], axis=-1)
-
-
-def _vertical_overlap_and_span(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    top_a, bot_a = a[:, 2] + a[:, 6] / 2, a[:, 2] - a[:, 6] / 2
-    top_b, bot_b = b[:, 2] + b[:, 6] / 2, b[:, 2] - b[:, 6] / 2
-    overlap = np.maximum(np.minimum(top_a, top_b) - np.maximum(bot_a, bot_b), 0.0)
-    span = np.maximum(top_a, top_b) - np.minimum(bot_a, bot_b)
-    return overlap, span
 
 
 def paired_affinity(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
@@ -84,35 +70,15 @@ def paired_affinity(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
         ValueError: for an unknown metric.
     """
     code = metric_code(metric)
-    return _paired_affinity_codes(a, b, np.full(a.shape[0], code))
+    if code == _CENTER_DISTANCE:
+        return -np.linalg.norm(a[:, :3] - b[:, :3], axis=1)
+    return _polygonal_affinity(a, b, code)
 
 
-def _paired_affinity_codes(a: np.ndarray, b: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    out = -np.linalg.norm(a[:, :3] - b[:, :3], axis=1)
-    polygonal = codes != _METRIC_CODE["center_distance"]
-    if not polygonal.any():
-        return out
-    import shapely
-
-    pa, pb, cp = a[polygonal], b[polygonal], codes[polygonal]
-    m = pa.shape[0]
-    corners = bev_corners(np.concatenate([pa, pb]))
-    ca, cb = corners[:m], corners[m:]
-    # shapely's vectorised C routines: a handful of calls for all pairs, faster than dozens of small numpy calls.
-    inter_bev = shapely.area(shapely.intersection(shapely.polygons(ca), shapely.polygons(cb)))
-    area_a, area_b = pa[:, 4] * pa[:, 5], pb[:, 4] * pb[:, 5]
-    overlap_z, span_z = _vertical_overlap_and_span(pa, pb)
-    is_bev = cp == _METRIC_CODE["giou_bev"]
-    inter = np.where(is_bev, inter_bev, inter_bev * overlap_z)
-    union = np.where(is_bev, area_a + area_b, area_a * pa[:, 6] + area_b * pb[:, 6]) - inter
-    value = inter / np.maximum(union, _EPS)
-    giou = cp != _METRIC_CODE["iou_3d"]
-    if giou.any():
-        hull = shapely.area(shapely.convex_hull(shapely.multipoints(np.concatenate([ca[giou], cb[giou]], axis=1))))
-        enclosing = np.where(is_bev[giou], hull, hull * span_z[giou])
-        value[giou] -= (enclosing - union[giou]) / np.maximum(enclosing, _EPS)
-    out[polygonal] = value
-    return out
+def _polygonal_affinity(a: np.ndarray, b: np.ndarray, code: int) -> np.ndarray:
+    bird_eye, generalized = _POLYGONAL[code]
+    return iou_paired_yaw(a[:, :3], a[:, 4:7], a[:, 3], b[:, :3], b[:, 4:7], b[:, 3], bird_eye=bird_eye,
+                          generalized=generalized)
 
 
 @dataclass(frozen=True)
@@ -160,47 +126,59 @@ def associate(
     """
     t, d = tracks_box7.shape[0], detections_box7.shape[0]
     if t == 0 or d == 0:
-        return Association(np.zeros((0, 2), np.int64), np.zeros(0), np.arange(t), np.arange(d))
+        return _no_match(t, d)
     diff = tracks_box7[:, None, :3] - detections_box7[None, :, :3]
-    centre_dist2 = np.einsum("tdk,tdk->td", diff, diff)
-    half_diag_t = 0.5 * np.sqrt(np.einsum("tk,tk->t", tracks_box7[:, 4:7], tracks_box7[:, 4:7]))
-    half_diag_d = 0.5 * np.sqrt(np.einsum("dk,dk->d", detections_box7[:, 4:7], detections_box7[:, 4:7]))
+    centre_dist2 = (diff * diff).sum(axis=2)
+    size_t, size_d = tracks_box7[:, 4:7], detections_box7[:, 4:7]
+    half_diag_t = 0.5 * np.sqrt((size_t * size_t).sum(axis=1))
+    half_diag_d = 0.5 * np.sqrt((size_d * size_d).sum(axis=1))
     reach = half_diag_t[:, None] + half_diag_d[None, :] + gate_margin_m
     candidate = (track_class[:, None] == detection_class[None, :]) & (centre_dist2 <= reach * reach)
     if track_stream is not None and detection_stream is not None:
         candidate &= track_stream[:, None] == detection_stream[None, :]
     rows, cols = np.nonzero(candidate)
-    codes = class_metric[track_class[rows]]
-    affinity = _paired_affinity_codes(tracks_box7[rows], detections_box7[cols], codes)
-    threshold = class_threshold[track_class[rows]]
-    is_distance = codes == _METRIC_CODE["center_distance"]
-    admissible = np.where(is_distance, -affinity <= threshold, affinity >= threshold)
-    rows, cols, affinity = rows[admissible], cols[admissible], affinity[admissible]
-    # Solve only over the tracks and detections that have an admissible pair. Forbidden entries get a cost larger
-    # than any sum of admissible ones (so the assignment maximises the number of matches, then the affinity)
-    # but small enough to keep the affinities' precision.
-    has_r = np.zeros(t, dtype=bool)
-    has_r[rows] = True
-    has_c = np.zeros(d, dtype=bool)
-    has_c[cols] = True
-    used_r, used_c = np.flatnonzero(has_r), np.flatnonzero(has_c)
-    sub_r, sub_c = np.cumsum(has_r) - 1, np.cumsum(has_c) - 1
-    span = float(np.abs(affinity).max(initial=0.0)) + 1.0
-    forbidden = 2.0 * span * (min(used_r.size, used_c.size) + 1)
-    cost = np.full((used_r.size, used_c.size), forbidden)
-    cost[sub_r[rows], sub_c[cols]] = -affinity
-    sr, sc = linear_sum_assignment(cost)
-    ok = cost[sr, sc] < forbidden
-    sr, sc = sr[ok], sc[ok]
-    match_r, match_c = used_r[sr], used_c[sc]
-    matches = np.stack([match_r, match_c], axis=1).astype(np.int64)
+    if rows.size == 0:
+        return _no_match(t, d)
+    pair_class = track_class[rows]
+    codes = class_metric[pair_class]
+    affinity = -np.sqrt(centre_dist2[rows, cols])
+    present = np.bincount(codes, minlength=len(METRICS))
+    for code in np.flatnonzero(present).tolist():
+        if code == _CENTER_DISTANCE:
+            continue
+        if present[code] == rows.size:
+            affinity = _polygonal_affinity(tracks_box7[rows], detections_box7[cols], code)
+        else:
+            sel = codes == code
+            affinity[sel] = _polygonal_affinity(tracks_box7[rows[sel]], detections_box7[cols[sel]], code)
+    threshold = class_threshold[pair_class]
+    admissible = np.where(codes == _CENTER_DISTANCE, -affinity <= threshold, affinity >= threshold)
+    if not admissible.all():
+        rows, cols, affinity = rows[admissible], cols[admissible], affinity[admissible]
+        if rows.size == 0:
+            return _no_match(t, d)
+    # Forbidden entries get a cost larger than any sum of admissible ones (so the assignment maximises the number
+    # of matches, then the affinity) but small enough to keep the affinities' precision. Rows and columns without
+    # an admissible pair only ever take forbidden entries, which are dropped.
+    span = float(np.abs(affinity).max()) + 1.0
+    forbidden = 2.0 * span * (min(t, d) + 1)
+    cost = np.full((t, d), forbidden)
+    cost[rows, cols] = -affinity
+    match_r, match_c = linear_sum_assignment(cost)
+    match_cost = cost[match_r, match_c]
+    ok = match_cost < forbidden
+    match_r, match_c, match_cost = match_r[ok], match_c[ok], match_cost[ok]
     track_free = np.ones(t, dtype=bool)
     track_free[match_r] = False
     det_free = np.ones(d, dtype=bool)
     det_free[match_c] = False
     return Association(
-        matches=matches,
-        affinity=-cost[sr, sc],
+        matches=np.stack([match_r, match_c], axis=1).astype(np.int64, copy=False),
+        affinity=-match_cost,
         unmatched_tracks=np.flatnonzero(track_free),
         unmatched_detections=np.flatnonzero(det_free),
     )
+
+
+def _no_match(t: int, d: int) -> Association:
+    return Association(np.zeros((0, 2), np.int64), np.zeros(0), np.arange(t), np.arange(d))

@@ -136,42 +136,72 @@ class TrackOutput:
                               self.score)
 
 
-class _TrackGroup:
-    """The tracks of one motion model: Kalman states plus bookkeeping, one row per track (mutable, internal)."""
+# Columns of _TrackGroup.meta (int64 bookkeeping, one row per track, gathered and scattered in one call).
+_TRACK_ID, _CLS, _HITS, _MISSES, _DET_INDEX, _DET_ID, _STREAM = range(7)
 
-    def __init__(self, model: MotionModel):
+
+class _TrackGroup:
+    """The tracks of one motion model: Kalman states plus bookkeeping, one row per track (mutable, internal).
+
+    Rows live in preallocated arrays that grow by doubling; ``x``, ``P``, ``meta`` and ``score`` are views of the
+    first ``n`` rows, so a frame costs a fixed number of numpy calls whatever the number of tracks.
+    """
+
+    def __init__(self, model: MotionModel, capacity: int = 64):
         d = model.state_dim
         self.model = model
-        self.x = np.zeros((0, d))
-        self.P = np.zeros((0, d, d))
-        self.track_id = np.zeros(0, np.int64)
-        self.cls = np.zeros(0, np.int64)
-        self.hits = np.zeros(0, np.int64)
-        self.misses = np.zeros(0, np.int64)  # consecutive frames without a match
-        self.score = np.zeros(0)
-        self.det_index = np.zeros(0, np.int64)
-        self.det_id = np.zeros(0, np.int64)
-        self.stream = np.zeros(0, np.int64)
+        self.n = 0
+        self._x = np.zeros((capacity, d))
+        self._P = np.zeros((capacity, d, d))
+        self._meta = np.zeros((capacity, 7), np.int64)
+        self._score = np.zeros(capacity)
 
     def __len__(self) -> int:
-        return self.x.shape[0]
+        return self.n
 
-    def append(self, x, P, track_id, cls, score, det_index, det_id, stream) -> None:
-        n = x.shape[0]
-        self.x = np.concatenate([self.x, x])
-        self.P = np.concatenate([self.P, P])
-        self.track_id = np.concatenate([self.track_id, track_id])
-        self.cls = np.concatenate([self.cls, cls])
-        self.hits = np.concatenate([self.hits, np.ones(n, np.int64)])
-        self.misses = np.concatenate([self.misses, np.zeros(n, np.int64)])
-        self.score = np.concatenate([self.score, score])
-        self.det_index = np.concatenate([self.det_index, det_index])
-        self.det_id = np.concatenate([self.det_id, det_id])
-        self.stream = np.concatenate([self.stream, stream])
+    @property
+    def x(self) -> np.ndarray:
+        """(n, d) states (a view)."""
+        return self._x[:self.n]
+
+    @property
+    def P(self) -> np.ndarray:
+        """(n, d, d) covariances (a view)."""
+        return self._P[:self.n]
+
+    @property
+    def meta(self) -> np.ndarray:
+        """(n, 7) int64 track_id, class, hits, misses, detection row (-1 none), detection id, stream (a view)."""
+        return self._meta[:self.n]
+
+    @property
+    def score(self) -> np.ndarray:
+        """(n,) score of the detection that last updated each track (a view)."""
+        return self._score[:self.n]
+
+    def append(self, x: np.ndarray, P: np.ndarray, meta: np.ndarray, score: np.ndarray) -> None:
+        n, k = self.n, x.shape[0]
+        if n + k > self._x.shape[0]:
+            cap = max(2 * self._x.shape[0], n + k)
+            for name in ("_x", "_P", "_meta", "_score"):
+                old = getattr(self, name)
+                grown = np.zeros((cap, *old.shape[1:]), old.dtype)
+                grown[:n] = old[:n]
+                setattr(self, name, grown)
+        self._x[n:n + k] = x
+        self._P[n:n + k] = P
+        self._meta[n:n + k] = meta
+        self._score[n:n + k] = score
+        self.n = n + k
 
     def keep(self, mask: np.ndarray) -> None:
-        for name in ("x", "P", "track_id", "cls", "hits", "misses", "score", "det_index", "det_id", "stream"):
-            setattr(self, name, getattr(self, name)[mask])
+        k = int(np.count_nonzero(mask))
+        if k == self.n:
+            return
+        for name in ("_x", "_P", "_meta", "_score"):
+            arr = getattr(self, name)
+            arr[:k] = arr[:self.n][mask]
+        self.n = k
 
 
 class Tracker:
@@ -187,6 +217,7 @@ class Tracker:
         self._groups = [_TrackGroup(make_motion_model(name, self.config.noise)) for name in self._model_names]
         self._class_index: dict[str, int] = {}
         self._class_names: list[str] = []
+        self._names = np.zeros(0, dtype=str)
         self._metric = np.zeros(0, np.int64)
         self._threshold = np.zeros(0)
         self._min_hits = np.zeros(0, np.int64)
@@ -205,13 +236,14 @@ class Tracker:
         cfg = self.config.classes.get(name, self.config.default)
         self._class_index[name] = len(self._class_names)
         self._class_names.append(name)
+        self._names = np.asarray(self._class_names, dtype=str)
         self._metric = np.append(self._metric, metric_code(cfg.metric))
         self._threshold = np.append(self._threshold, cfg.threshold)
         self._min_hits = np.append(self._min_hits, cfg.min_hits)
         self._max_age = np.append(self._max_age, cfg.max_age)
         self._group_of_class = np.append(self._group_of_class, self._model_names.index(cfg.motion_model))
-        order = np.argsort(np.asarray(self._class_names, dtype=str))
-        self._sorted_names = np.asarray(self._class_names, dtype=str)[order]
+        order = np.argsort(self._names)
+        self._sorted_names = self._names[order]
         self._sorted_index = order.astype(np.int64)
         return self._class_index[name]
 
@@ -229,7 +261,7 @@ class Tracker:
 
     # ----- the per-frame steps (separate methods so a benchmark can swap in a per-track baseline) ----------------
     def _predict(self, group: _TrackGroup, dt_s: float) -> None:
-        group.x, group.P = group.model.predict(group.x, group.P, dt_s)
+        group.x[:], group.P[:] = group.model.predict(group.x, group.P, dt_s)
 
     def _correct(self, group: _TrackGroup, rows: np.ndarray, box7: np.ndarray) -> None:
         group.x[rows], group.P[rows] = group.model.update(group.x[rows], group.P[rows], box7)
@@ -269,7 +301,7 @@ class Tracker:
         if labels.shape[0] != d or scores.shape[0] != d or det_ids.shape != (d,) or det_stream.shape != (d,):
             raise ValueError(f"labels {labels.shape}, scores {scores.shape}, detection_ids {det_ids.shape} and "
                              f"streams {det_stream.shape} must match box7 ({d}, 7)")
-        if not np.isfinite(box7).all():
+        if d and not np.isfinite(box7).all():
             raise ValueError(f"box7 row {int(np.flatnonzero(~np.isfinite(box7).all(axis=1))[0])} is not finite")
         dt_s = 0.0 if self._last_time_s is None else float(timestamp_s) - self._last_time_s
         if dt_s < 0:
@@ -278,71 +310,126 @@ class Tracker:
         self._frame_count += 1
         det_class = self._classes_of(labels)
 
-        groups = self._groups
-        for g in groups:
-            if len(g):
-                self._predict(g, dt_s)
-                g.misses += 1
-                g.det_index[:] = -1
-        sizes = [len(g) for g in groups]
-        group_of = np.repeat(np.arange(len(groups)), sizes)
-        row_of = np.concatenate([np.arange(n) for n in sizes])
-        pred = np.concatenate([g.x[:, :MEAS_DIM] for g in groups])
-        track_class = np.concatenate([g.cls for g in groups])
-        track_stream = np.concatenate([g.stream for g in groups])
-        assoc = self._associate(pred, track_class, box7, det_class, track_stream, det_stream)
-
-        m_track, m_det = assoc.matches[:, 0], assoc.matches[:, 1]
-        for gi, g in enumerate(groups):
-            sel = group_of[m_track] == gi
-            if not sel.any():
-                continue
-            rows, dets = row_of[m_track[sel]], m_det[sel]
-            self._correct(g, rows, box7[dets])
-            g.hits[rows] += 1
-            g.misses[rows] = 0
-            g.score[rows] = scores[dets]
-            g.det_index[rows] = dets
-            g.det_id[rows] = det_ids[dets]
-
-        new = assoc.unmatched_detections
-        new_group = self._group_of_class[det_class[new]]
-        for gi, g in enumerate(groups):
-            dets = new[new_group == gi]
-            if dets.size == 0:
-                continue
-            x, P = g.model.initiate(box7[dets])
-            ids = np.arange(self._next_id, self._next_id + dets.size, dtype=np.int64)
-            self._next_id += dets.size
-            g.append(x, P, ids, det_class[dets], scores[dets], dets, det_ids[dets], det_stream[dets])
-
-        for g in groups:
-            if len(g):
-                g.keep(g.misses < self._max_age[g.cls])
+        active = [g for g in self._groups if g.n]
+        for g in active:
+            self._predict(g, dt_s)
+            meta = g.meta
+            meta[:, _MISSES] += 1
+            meta[:, _DET_INDEX] = -1
+        if d == 0:
+            new = np.zeros(0, np.int64)
+        elif not active:
+            new = np.arange(d)
+        else:
+            new = self._match(active, box7, det_class, scores, det_ids, det_stream)
+        if new.size:
+            self._start_tracks(new, box7, det_class, scores, det_ids, det_stream)
+        for g in active:
+            meta = g.meta
+            g.keep(meta[:, _MISSES] < self._max_age[meta[:, _CLS]])
         return self._output()
+
+    def _match(self, active, box7, det_class, scores, det_ids, det_stream) -> np.ndarray:
+        """Associate, then update the matched tracks; returns the unmatched detection rows."""
+        if len(active) == 1:
+            g = active[0]
+            metas = g.meta
+            pred = g.x[:, :MEAS_DIM]
+        else:
+            metas = np.concatenate([g.meta for g in active])
+            pred = np.concatenate([g.x[:, :MEAS_DIM] for g in active])
+        assoc = self._associate(pred, metas[:, _CLS], box7, det_class, metas[:, _STREAM], det_stream)
+        if assoc.matches.shape[0]:
+            m_track, m_det = assoc.matches[:, 0], assoc.matches[:, 1]
+            # Track rows of the groups are consecutive in `pred`; the matches come sorted by track row.
+            bounds = np.searchsorted(m_track, np.cumsum([0] + [g.n for g in active])).tolist()
+            offset = 0
+            for k, g in enumerate(active):
+                lo, hi = bounds[k], bounds[k + 1]
+                if hi > lo:
+                    rows, dets = m_track[lo:hi] - offset, m_det[lo:hi]
+                    self._correct(g, rows, box7[dets])
+                    meta = g.meta
+                    meta[rows, _HITS] += 1
+                    meta[rows, _MISSES] = 0
+                    meta[rows, _DET_INDEX] = dets
+                    meta[rows, _DET_ID] = det_ids[dets]
+                    g.score[rows] = scores[dets]
+                offset += g.n
+        return assoc.unmatched_detections
+
+    def _start_tracks(self, new, box7, det_class, scores, det_ids, det_stream) -> None:
+        """Tentative tracks for the detection rows `new`, in the group of their class's motion model."""
+        new_class = det_class[new]
+        new_group = self._group_of_class[new_class]
+        first = int(new_group[0])
+        for gi, g in enumerate(self._groups):
+            if new_group.size and (gi == first and (new_group == first).all()):
+                dets, cls = new, new_class
+            else:
+                sel = new_group == gi
+                if not sel.any():
+                    continue
+                dets, cls = new[sel], new_class[sel]
+            k = dets.size
+            x, P = g.model.initiate(box7[dets])
+            meta = np.empty((k, 7), np.int64)
+            meta[:, _TRACK_ID] = np.arange(self._next_id, self._next_id + k)
+            meta[:, _CLS] = cls
+            meta[:, _HITS] = 1
+            meta[:, _MISSES] = 0
+            meta[:, _DET_INDEX] = dets
+            meta[:, _DET_ID] = det_ids[dets]
+            meta[:, _STREAM] = det_stream[dets]
+            self._next_id += k
+            g.append(x, P, meta, scores[dets])
+            if k == new.size:
+                break
 
     def _output(self) -> TrackOutput:
         parts = []
         for g in self._groups:
-            min_hits = self._min_hits[g.cls]
-            confirmed = (g.hits >= min_hits) | (self._frame_count <= min_hits)
-            ok = confirmed & (g.misses <= self.config.coast_output_frames)
-            parts.append((g, np.flatnonzero(ok)))
-        names = np.asarray(self._class_names if self._class_names else [""], dtype=str)
+            if not g.n:
+                continue
+            meta = g.meta
+            min_hits = self._min_hits[meta[:, _CLS]]
+            confirmed = (meta[:, _HITS] >= min_hits) | (self._frame_count <= min_hits)
+            rows = np.flatnonzero(confirmed & (meta[:, _MISSES] <= self.config.coast_output_frames))
+            if rows.size:
+                x = g.x[rows]
+                parts.append((x[:, :MEAS_DIM], meta[rows], g.score[rows], g.model.velocity_xy(x)))
+        if not parts:
+            return _EMPTY_OUTPUT
+        if len(parts) == 1:
+            box7, meta, score, velocity = parts[0]
+        else:
+            box7, meta, score, velocity = (np.concatenate(p) for p in zip(*parts))
         return TrackOutput(
-            box7=np.concatenate([g.x[r, :MEAS_DIM] for g, r in parts]),
-            track_id=np.concatenate([g.track_id[r] for g, r in parts]),
-            label=names[np.concatenate([g.cls[r] for g, r in parts])],
-            score=np.concatenate([g.score[r] for g, r in parts]),
-            detection_index=np.concatenate([g.det_index[r] for g, r in parts]),
-            velocity_xy=np.concatenate([g.model.velocity_xy(g.x[r]) for g, r in parts]),
-            last_detection_id=np.concatenate([g.det_id[r] for g, r in parts]),
-            stream=np.concatenate([g.stream[r] for g, r in parts]),
+            box7=box7,
+            track_id=meta[:, _TRACK_ID],
+            label=self._names[meta[:, _CLS]],
+            score=score,
+            detection_index=meta[:, _DET_INDEX],
+            velocity_xy=velocity,
+            last_detection_id=meta[:, _DET_ID],
+            stream=meta[:, _STREAM],
         )
 
     def step(self, boxes: Boxes, timestamp_s: float) -> Boxes:
         """:meth:`update` on :class:`Boxes` (gravity-aligned, z up); returns the confirmed tracks as Boxes."""
         return self.update(boxes_to_box7(boxes), boxes.label, boxes.score, timestamp_s).to_boxes()
+
+
+def _empty_output() -> TrackOutput:
+    out = TrackOutput(np.zeros((0, MEAS_DIM)), np.zeros(0, np.int64), np.zeros(0, dtype=str), np.zeros(0),
+                      np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    for arr in vars(out).values():
+        arr.flags.writeable = False
+    return out
+
+
+#: Shared by every frame without output tracks (read-only arrays, so sharing is safe).
+_EMPTY_OUTPUT = _empty_output()
 
 
 def boxes_to_box7(boxes: Boxes) -> np.ndarray:

@@ -80,10 +80,9 @@ def test_camera_click_selects_the_box_and_timeline_steps(app_window, qtbot):
     hits = [i for i in range(len(panel._box2d)) if np.isfinite(panel._box2d[i]).all()
             and panel._box2d[i, 0] <= (x1 + x2) / 2 <= panel._box2d[i, 2]
             and panel._box2d[i, 1] <= (y1 + y2) / 2 <= panel._box2d[i, 3]]
-    scene_pt = panel.vb.mapViewToScene(QtCore.QPointF((x1 + x2) / 2, (y1 + y2) / 2))
-    view_pt = panel.mapFromScene(scene_pt)
+    view_pt = panel.image_to_widget((x1 + x2) / 2, (y1 + y2) / 2).toPoint()
     with qtbot.waitSignal(panel.boxClicked) as blocker:
-        qtbot.mouseClick(panel.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=view_pt)
+        qtbot.mouseClick(panel, QtCore.Qt.MouseButton.LeftButton, pos=view_pt)
     assert blocker.args[0] in hits and c.selection.index_in(c.records) == blocker.args[0]
     qtbot.mouseClick(window.timeline, QtCore.Qt.MouseButton.LeftButton,
                      pos=QtCore.QPoint(int(window.timeline.width() * 0.9), 30))

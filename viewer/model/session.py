@@ -17,13 +17,17 @@ always what is committed.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from sensorlabel.geometry.se3 import SE3
+
+from .render import FrameRender, prepare_frame
 
 logger = logging.getLogger(__name__)
 
@@ -108,22 +112,42 @@ class Session:
     Args:
         drive: an opened :class:`sensorlabel.drive.Drive`.
         camera_target_width_px: panels are about this wide; images are decoded at the smallest size >= it.
-        cache_frames: how many frames of sensor data to keep.
+        cache_frames: how many frames of sensor data (and of prepared drawing data) to keep.
+        prefetch: load frames ahead on a worker thread (:meth:`prefetch`); False loads only on demand.
 
     Attributes:
         frame: the current frame index.
         aggregate_sweeps: number of sweeps shown together (1 = the frame's own sweep).
+        show_camera_points: draw the projected points into the camera images.
+
+    Thread safety: :meth:`frame_data` and :meth:`frame_render` may be called from any thread; a frame being loaded
+    by one thread is waited for, not loaded twice. Labels are read only on the calling (UI) thread.
     """
 
-    def __init__(self, drive, camera_target_width_px: int = 480, cache_frames: int = 4):
+    def __init__(self, drive, camera_target_width_px: int = 480, cache_frames: int = 6, prefetch: bool = True):
         self.drive = drive
         self.store = drive.labels
         self.camera_target_width_px = int(camera_target_width_px)
         self.frame = 0
         self.aggregate_sweeps = 1
-        self._cache: OrderedDict[tuple[int, int], FrameData] = OrderedDict()
+        self.show_camera_points = True
+        self._cache: OrderedDict[tuple, object] = OrderedDict()
+        self._pending: dict[tuple, Future] = {}
+        self._lock = threading.Lock()
         self._cache_frames = int(cache_frames)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sensorlabel-prefetch") if prefetch else None
         self._frame_listeners: list[Callable[[int], None]] = []
+
+    def close(self) -> None:
+        """Stop the prefetch thread (waits for the frame it is loading)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def clear_cache(self) -> None:
+        """Forget every loaded frame (after a change of the decode size, or to measure cold loads)."""
+        with self._lock:
+            self._cache.clear()
 
     # ----- frames -------------------------------------------------------------------------------------------------
     @property
@@ -171,26 +195,80 @@ class Session:
     def frame_data(self, frame: int | None = None) -> FrameData:
         """The sensor data of a frame (the current one by default), cached."""
         frame = self.frame if frame is None else int(frame)
-        key = (frame, self.aggregate_sweeps)
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit
-        data = self._load(frame)
-        self._cache[key] = data
-        while len(self._cache) > self._cache_frames:
-            self._cache.popitem(last=False)
-        return data
+        aggregate = self.aggregate_sweeps
+        return self._cached(("data", frame, aggregate), lambda: self._load(frame, aggregate))
 
-    def _load(self, frame: int) -> FrameData:
-        from sensorlabel.fusion import CameraView, compensate_points, project_points
+    def frame_render(self, frame: int | None = None, color_mode: str = "height") -> FrameRender:
+        """What the views upload for a frame (see :mod:`.render`): colours, bird's-eye raster, camera images with
+        their points; cached per frame, aggregation, colour mode and point display.
+
+        Raises:
+            ValueError: unknown colour mode.
+        """
+        if color_mode not in COLOR_MODES:
+            raise ValueError(f"colour mode must be one of {COLOR_MODES}, got {color_mode!r}")
+        frame = self.frame if frame is None else int(frame)
+        aggregate, points = self.aggregate_sweeps, self.show_camera_points
+        key = ("render", frame, aggregate, color_mode, points)
+
+        def build() -> FrameRender:
+            data = self._cached(("data", frame, aggregate), lambda: self._load(frame, aggregate))
+            return prepare_frame(data, self.point_colors(data, color_mode), color_mode, points)
+
+        return self._cached(key, build)
+
+    def prefetch(self, frame: int, color_mode: str = "height") -> Future | None:
+        """Start preparing ``frame`` (:meth:`frame_render`) on the worker thread; returns its future, or None when
+        the frame is out of range, already cached, prefetching is off, or sweeps are aggregated (aggregation reads
+        the labels, which only the UI thread may touch)."""
+        if self._executor is None or self.aggregate_sweeps > 1 or not 0 <= int(frame) < self.num_frames:
+            return None
+        key = ("render", int(frame), 1, color_mode, self.show_camera_points)
+        with self._lock:
+            if key in self._cache:
+                return None
+            if key in self._pending:
+                return self._pending[key]
+        return self._executor.submit(self.frame_render, int(frame), color_mode)
+
+    def _cached(self, key: tuple, compute: Callable[[], object]):
+        """The cache entry ``key``, computing it once (other threads asking meanwhile wait for that result)."""
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+            future = self._pending.get(key)
+            owner = future is None
+            if owner:
+                future = self._pending[key] = Future()
+        if not owner:
+            return future.result()
+        try:
+            value = compute()
+        except BaseException as exc:
+            with self._lock:
+                del self._pending[key]
+            future.set_exception(exc)
+            raise
+        with self._lock:
+            self._cache[key] = value
+            del self._pending[key]
+            while len(self._cache) > 2 * self._cache_frames:  # frame data and drawing data of each frame
+                self._cache.popitem(last=False)
+        future.set_result(value)
+        return value
+
+    def _load(self, frame: int, aggregate: int) -> FrameData:
+        """Read, compensate and project one frame: the sweep is compensated once and projected into every camera
+        through a shared sector index (:func:`sensorlabel.fusion.project_sweep`)."""
+        from sensorlabel.fusion import CameraView, project_points, project_sweep
 
         drive = self.drive
         t_frame = int(drive.frame_timestamps_ns[frame])
-        pose_fn = drive.world_SE3_ego
-        points, intensity = self._points(frame, t_frame)
+        pose_fn = self._safe_pose_fn(t_frame)
         world_SE3_ref = pose_fn(np.array([t_frame]))[0]
-        cameras = []
+        views, images, scales, cams = [], [], [], []
         for name in drive.camera_names:
             calibration = drive.sensors[name]
             cam = calibration.camera
@@ -200,43 +278,52 @@ class Session:
             if index >= 0:
                 image = decode_image(drive.camera_image_bytes(name, index), scale)
                 t_cam = int(drive.camera_timestamps_ns(name)[index]) if image is not None else t_frame
-            try:
-                world_SE3_cam_ego = pose_fn(np.array([t_cam]))[0]
-            except ValueError:  # an exposure outside the pose range: fall back to the frame time
-                t_cam, world_SE3_cam_ego = t_frame, world_SE3_ref
-            cam_SE3_ego = calibration.ego_SE3_sensor.inverse().compose(world_SE3_cam_ego.inverse()).compose(
-                world_SE3_ref)
-            if len(points) and image is not None:
-                view = CameraView(name, cam, calibration.ego_SE3_sensor.inverse(), t_cam, calibration.readout_s)
-                try:
-                    proj = project_points(points, view, pose_fn, t_frame)
-                except ValueError:
-                    proj = project_points(points, CameraView(name, cam, view.cam_SE3_ego, t_frame), pose_fn, t_frame)
+            views.append(CameraView(name, cam, calibration.ego_SE3_sensor.inverse(), t_cam, calibration.readout_s))
+            images.append(image)
+            scales.append(scale)
+            cams.append(cam)
+        sweep = drive.frame_sweep(frame) if drive.lidar_names else None
+        with_image = [v for v, image in zip(views, images) if image is not None]
+        if sweep is not None and aggregate <= 1:
+            ego_SE3_lidar = drive.sensors[drive.lidar_names[0]].ego_SE3_sensor
+            points_ref, projections = project_sweep(sweep.xyz_sensor, sweep.point_times_ns(), ego_SE3_lidar,
+                                                    with_image, pose_fn, t_frame)
+            points = np.ascontiguousarray(points_ref, np.float32)
+            intensity = sweep.field("intensity").astype(np.float32)
+        else:
+            points, intensity = self._points(frame, t_frame, aggregate)
+            projections = [project_points(points, v, pose_fn, t_frame) for v in with_image] if len(points) else []
+        by_name = {p.camera: p for p in projections}
+        cameras = []
+        for view, image, scale, cam in zip(views, images, scales, cams):
+            world_SE3_cam_ego = pose_fn(np.array([view.timestamp_ns]))[0]
+            cam_SE3_ego = view.cam_SE3_ego.compose(world_SE3_cam_ego.inverse()).compose(world_SE3_ref)
+            proj = by_name.get(view.name)
+            if proj is not None and len(points):
                 uv = proj.uv_px / np.float32(scale)
-                cameras.append(CameraFrame(name, image, scale, uv, proj.depth_m, proj.point_index, cam_SE3_ego, cam))
+                cameras.append(CameraFrame(view.name, image, scale, uv, proj.depth_m, proj.point_index, cam_SE3_ego,
+                                           cam))
             else:
-                cameras.append(CameraFrame(name, image, scale, np.zeros((0, 2), np.float32), np.zeros(0, np.float32),
-                                           np.zeros(0, np.int64), cam_SE3_ego, cam))
+                cameras.append(CameraFrame(view.name, image, scale, np.zeros((0, 2), np.float32),
+                                           np.zeros(0, np.float32), np.zeros(0, np.int64), cam_SE3_ego, cam))
         return FrameData(frame, t_frame, points, intensity, tuple(cameras))
 
-    def _points(self, frame: int, t_frame: int) -> tuple[np.ndarray, np.ndarray]:
-        """Points of the frame's sweep (and the previous ones when aggregating) in the ego frame at ``t_frame``."""
+    def _points(self, frame: int, t_frame: int, aggregate: int) -> tuple[np.ndarray, np.ndarray]:
+        """Points of the frame's sweep and the previous ones (``aggregate`` sweeps) in the ego frame at
+        ``t_frame``, moving objects transferred with their boxes (:func:`sensorlabel.fusion.aggregate_sweeps`)."""
         from sensorlabel.fusion import SweepInput, aggregate_sweeps, compensate_points
 
         drive = self.drive
-        if not drive.lidar_names:
+        sweep = drive.frame_sweep(frame) if drive.lidar_names else None
+        if sweep is None:
             return np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
         lidar = drive.lidar_names[0]
         ego_SE3_lidar = drive.sensors[lidar].ego_SE3_sensor
-        sweep = drive.frame_sweep(frame)
-        if sweep is None:
-            return np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
         pose_fn = self._safe_pose_fn(t_frame)
-        if self.aggregate_sweeps <= 1:
-            points = np.ascontiguousarray(compensate_points(sweep.xyz_sensor, sweep.point_times_ns(), ego_SE3_lidar,
-                                                            pose_fn, t_frame))
-            return points, sweep.field("intensity").astype(np.float32)
-        first = max(drive.frame_lidar_index(frame) - self.aggregate_sweeps + 1, 0)
+        if aggregate <= 1:
+            points = compensate_points(sweep.xyz_sensor, sweep.point_times_ns(), ego_SE3_lidar, pose_fn, t_frame)
+            return np.ascontiguousarray(points, np.float32), sweep.field("intensity").astype(np.float32)
+        first = max(drive.frame_lidar_index(frame) - aggregate + 1, 0)
         sweeps, intensities = [], []
         lidar_ts = drive.lidar_timestamps_ns(lidar)
         frame_of = np.searchsorted(drive.frame_timestamps_ns, lidar_ts)

@@ -1,6 +1,7 @@
 """Bird's-eye editor: the sweep rasterised from above, boxes as outlines; select, move, rotate, resize, create.
 
-The points are drawn as one image (a max-height raster built with numpy in one pass), not as 120k scatter items.
+The points are drawn as one image (a max-height raster built with numpy in one pass, off the UI thread, see
+:mod:`..model.render`), not as 120k scatter items.
 Mouse: a click selects the box under it (or places a new box in "new box" mode); dragging the selected box moves
 it, dragging its round handle rotates it (snapped to ``yaw_snap_deg`` when snapping is on or Shift is held),
 dragging one of its faces resizes it with the opposite face fixed. The drag is previewed live and committed once,
@@ -11,42 +12,41 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore
+from PySide6 import QtCore, QtGui
 
 from sensorlabel.geometry.boxes import Boxes
 
 from ..model import editing
 from ..model.editing import BoxPose
 from ..model.palette import SELECTED_RGB
+from ..model.render import BACKGROUND_RGB, RASTER_HALF_M
 
-RASTER_RES_M = 0.15
-RASTER_HALF_M = 75.0
-_BG = np.array([18, 20, 26], np.uint8)
+_BG = np.array(BACKGROUND_RGB, np.uint8)
 
 
-def rasterize_bev(points_ego: np.ndarray, rgb: np.ndarray, res_m: float = RASTER_RES_M,
-                  half_m: float = RASTER_HALF_M) -> np.ndarray:
-    """Top view raster: (H,W,3) uint8 where each cell shows its highest point's colour.
+class RasterItem(pg.GraphicsObject):
+    """A (n,n) uint32 ``0xffRRGGBB`` raster drawn over a square of the view, shown without conversion (one
+    ``drawImage``; pyqtgraph's ImageItem would rescale and convert it on every change)."""
 
-    Args:
-        points_ego: (P,3) points, ego frame. rgb: (P,3) uint8 colours.
+    def __init__(self, half_m: float):
+        super().__init__()
+        self._rect = QtCore.QRectF(-half_m, -half_m, 2 * half_m, 2 * half_m)
+        self._raster: np.ndarray | None = None
+        self._qimage: QtGui.QImage | None = None
 
-    Returns:
-        Row i is y = -half_m + (i + 0.5) * res_m, column j is x likewise (ImageItem row-major, y up after the
-        view's transform).
-    """
-    n = int(round(2 * half_m / res_m))
-    image = np.empty((n, n, 3), np.uint8)
-    image[:] = _BG
-    if len(points_ego) == 0:
-        return image
-    ij = np.floor((points_ego[:, :2] + half_m) * (1.0 / res_m)).astype(np.int32)
-    ok = np.flatnonzero((ij[:, 0] >= 0) & (ij[:, 0] < n) & (ij[:, 1] >= 0) & (ij[:, 1] < n))
-    # Highest point written last wins; sorting heights quantised to 1 cm (int16) is a fast radix sort.
-    z_cm = np.clip(points_ego[ok, 2] * 100, -32000, 32000).astype(np.int16)
-    order = ok[np.argsort(z_cm, kind="stable")]
-    image[ij[order, 1], ij[order, 0]] = rgb[order]
-    return image
+    def set_raster(self, rgb32: np.ndarray) -> None:
+        raster = np.ascontiguousarray(rgb32, np.uint32)
+        h, w = raster.shape
+        self._raster = raster  # the QImage shares this buffer
+        self._qimage = QtGui.QImage(raster.data, w, h, 4 * w, QtGui.QImage.Format.Format_RGB32)
+        self.update()
+
+    def boundingRect(self) -> QtCore.QRectF:
+        return self._rect
+
+    def paint(self, painter, option, widget=None) -> None:
+        if self._qimage is not None:
+            painter.drawImage(self._rect, self._qimage)
 
 
 def outline_paths(boxes: Boxes) -> np.ndarray:
@@ -115,8 +115,8 @@ class BirdsEyeEditor(pg.PlotWidget):
             self.getAxis(side).setPen(pg.mkPen((80, 85, 100)))
         self.setLabel("bottom", "x ego (m)")
         self.setLabel("left", "y ego (m)")
-        self.image = pg.ImageItem(axisOrder="row-major")
-        self.addItem(self.image)
+        self.raster = RasterItem(RASTER_HALF_M)
+        self.addItem(self.raster)
         self._class_curves: dict[tuple, pg.PlotCurveItem] = {}
         self.selected_curve = pg.PlotCurveItem(pen=pg.mkPen(SELECTED_RGB, width=2.5), connect="finite")
         self.selected_curve.setZValue(20)
@@ -138,21 +138,20 @@ class BirdsEyeEditor(pg.PlotWidget):
         self._preview: BoxPose | None = None
 
     # ----- drawing --------------------------------------------------------------------------------------------------
-    def set_points(self, points_ego: np.ndarray, rgb: np.ndarray) -> None:
-        """Draw the cloud: (P,3) points and (P,3) uint8 colours."""
-        self.image.setImage(rasterize_bev(points_ego, rgb), autoLevels=False, levels=(0, 255))
-        # The placement needs the image size, so it is set after every image (before the first it is a no-op).
-        self.image.setRect(QtCore.QRectF(-RASTER_HALF_M, -RASTER_HALF_M, 2 * RASTER_HALF_M, 2 * RASTER_HALF_M))
+    def set_raster(self, rgb32: np.ndarray) -> None:
+        """Draw the cloud: the (n,n) uint32 raster of :func:`..model.render.rasterize_bev`."""
+        self.raster.set_raster(rgb32)
 
     def set_boxes(self, boxes: Boxes, rgb: np.ndarray, selected: int = -1) -> None:
         """Draw N boxes with (N,3) uint8 colours; ``selected`` gets handles."""
         self.boxes, self.selected = boxes, selected
         self._pose = BoxPose.from_boxes(boxes, selected) if 0 <= selected < len(boxes) else None
         self._preview = None
-        keys = [tuple(int(c) for c in col) for col in rgb]
+        colors, group = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
         used = set()
-        for key in set(keys):
-            mask = np.array([k == key for k in keys])
+        for g, color in enumerate(colors):
+            key = tuple(int(c) for c in color)
+            mask = group.reshape(-1) == g
             curve = self._class_curves.get(key)
             if curve is None:
                 curve = pg.PlotCurveItem(pen=pg.mkPen(key, width=1.6), connect="finite")

@@ -1,44 +1,69 @@
-"""3D view of the current sweep: one scatter item for all points, one line item for every box edge and heading."""
+"""3D view of the current sweep: one scatter item for all points, one line item for every box edge and heading.
+
+Why the view is a plain QWidget that renders OpenGL offscreen: a ``QOpenGLWidget`` anywhere in a window makes Qt
+compose the *whole* window through OpenGL on every repaint (the raster backing store is uploaded as a texture and
+the window is swapped), so with software GL even a one-label change costs ~20 ms and a frame step with ten views
+costs hundreds. Here the scene is drawn with pyqtgraph's GL items into a framebuffer object of an offscreen
+context, read back once per change, and painted as an image; the rest of the window stays on the raster path, and
+:meth:`QWidget.grab` captures the 3D view like any widget. Track-id labels are drawn in that raster pass (one
+``drawText`` each, instead of one QPainter on the GL context per label, as ``GLTextItem`` does).
+
+Mouse and wheel: orbit, pan (Ctrl or middle button), zoom, from pyqtgraph's :class:`GLViewMixin`.
+"""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pyqtgraph.opengl as gl
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtWidgets
+from pyqtgraph.opengl.GLViewWidget import GLViewMixin
 
 from sensorlabel.geometry.boxes import BOX_EDGES, Boxes
 
 from ..model.palette import SELECTED_RGB
 
-#: Track-id labels drawn at most (the nearest boxes get them; text items are the one per-box object of the view).
+logger = logging.getLogger(__name__)
+
+#: Track-id labels drawn at most (the nearest boxes get them).
 MAX_LABELS = 48
+#: Segments per box in :func:`box_segments`: 12 edges and 2 heading lines.
+SEGMENTS_PER_BOX = 14
 
 
 def box_segments(boxes: Boxes) -> np.ndarray:
-    """(N*28, 3) line-segment end points for ``GLLinePlotItem(mode='lines')``: the 12 edges of every box plus two
-    heading segments (box centre to front-face centre, at mid and top height)."""
+    """(N*28, 3) float32 line-segment end points for ``GLLinePlotItem(mode='lines')``: the 12 edges of every box
+    plus two heading segments (box centre to front-face centre, at mid and top height)."""
     n = len(boxes)
     if n == 0:
         return np.zeros((0, 3), np.float32)
     corners = boxes.corners()  # (N,8,3)
     edges = corners[:, BOX_EDGES.reshape(-1)]  # (N,24,3)
-    front_center = _front_center(boxes)
+    front_center = boxes.center_m + boxes.rotation[:, :, 0] * (boxes.lwh_m[:, 0:1] / 2)
     heading = np.stack([boxes.center_m, front_center], axis=1)  # (N,2,3)
     lift = boxes.rotation @ np.array([0.0, 0.0, 0.5]) * boxes.lwh_m[:, 2:3]
     top_heading = heading + lift[:, None, :]
-    return np.concatenate([edges, heading, top_heading], axis=1).reshape(-1, 3).astype(np.float32)
+    return np.ascontiguousarray(np.concatenate([edges, heading, top_heading], axis=1).reshape(-1, 3), np.float32)
 
 
-def _front_center(boxes: Boxes) -> np.ndarray:
-    """(N,3) centre of the front face (+x of the box)."""
-    return boxes.center_m + boxes.rotation[:, :, 0] * (boxes.lwh_m[:, 0:1] / 2)
+class View3D(GLViewMixin, QtWidgets.QWidget):
+    """The sweep in 3D (ego frame) with the frame's boxes, rendered offscreen (see the module docstring).
 
-
-class View3D(gl.GLViewWidget):
-    """The sweep in 3D (ego frame) with the frame's boxes."""
+    Raises:
+        RuntimeError: no OpenGL context can be created (no display).
+    """
 
     def __init__(self, parent=None):
+        self._gl_dirty = True
+        self._frame_image: QtGui.QImage | None = None
+        self._fbo = None
+        self._context, self._surface = _offscreen_context()
+        self._make_current()
         super().__init__(parent)
+        self.setFocusPolicy(QtCore.Qt.FocusPolicy.ClickFocus)
+        self.setAttribute(QtCore.Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.initializeGL()
         self.setBackgroundColor(QtGui.QColor(18, 20, 26))
         self.setCameraPosition(pos=QtGui.QVector3D(8, 0, 0), distance=55, elevation=32, azimuth=200)
         grid = gl.GLGridItem()
@@ -53,14 +78,96 @@ class View3D(gl.GLViewWidget):
         self.lines = gl.GLLinePlotItem(pos=np.zeros((2, 3), np.float32), mode="lines", width=1.5, antialias=False,
                                        glOptions="opaque")
         self.addItem(self.lines)
-        self._labels: list[gl.GLTextItem] = []
+        self._label_xyz = np.zeros((0, 3))
+        self._label_text: list[str] = []
+        self._label_rgb = np.zeros((0, 3), np.uint8)
+        self._label_font = QtGui.QFont("Sans", 8)
+        self.render_count = 0
         self.setMinimumSize(200, 150)
 
+    # ----- the QOpenGLWidget surface that GLViewMixin expects ------------------------------------------------------
+    def context(self) -> QtGui.QOpenGLContext:
+        return self._context
+
+    def isValid(self) -> bool:
+        return self._context is not None
+
+    def makeCurrent(self) -> None:
+        self._make_current()
+
+    def _make_current(self) -> None:
+        if not self._context.makeCurrent(self._surface):
+            raise RuntimeError("cannot make the offscreen OpenGL context current")
+
+    def update(self) -> None:  # GL items call this when their data changed
+        self._gl_dirty = True
+        super().update()
+
+    def addItem(self, item) -> None:
+        self._make_current()  # item initialisation creates GL buffers
+        super().addItem(item)
+
+    def resizeEvent(self, event) -> None:
+        self._gl_dirty = True
+        super().resizeEvent(event)
+
+    def grabFramebuffer(self) -> QtGui.QImage:
+        """The 3D scene as last rendered (without the labels)."""
+        self._render()
+        return QtGui.QImage(self._frame_image)
+
+    def _render(self) -> None:
+        """Draw the GL items into the framebuffer object and read the pixels back (only when something changed)."""
+        from PySide6.QtOpenGL import QOpenGLFramebufferObject
+        from OpenGL import GL
+
+        w, h = self.deviceWidth(), self.deviceHeight()
+        if not self._gl_dirty and self._frame_image is not None and self._frame_image.size() == QtCore.QSize(w, h):
+            return
+        self._make_current()
+        if self._fbo is None or self._fbo.size() != QtCore.QSize(w, h):
+            self._fbo = QOpenGLFramebufferObject(
+                QtCore.QSize(max(w, 1), max(h, 1)), QOpenGLFramebufferObject.Attachment.CombinedDepthStencil)
+        self._fbo.bind()
+        GL.glViewport(0, 0, w, h)
+        self.paint(region=(0, 0, w, h), viewport=(0, 0, w, h))
+        self._frame_image = self._fbo.toImage()
+        self._fbo.release()
+        self._gl_dirty = False
+        self.render_count += 1
+
+    def paintEvent(self, event) -> None:
+        self._render()
+        p = QtGui.QPainter(self)
+        p.drawImage(self.rect(), self._frame_image)
+        self._paint_labels(p)
+        p.end()
+
+    def _paint_labels(self, p: QtGui.QPainter) -> None:
+        if not self._label_text:
+            return
+        w, h = self.width(), self.height()
+        mvp = self.projectionMatrix((0, 0, w, h), (0, 0, w, h)) * self.viewMatrix()
+        m = np.array(mvp.data(), np.float64).reshape(4, 4).T  # QMatrix4x4.data() is column-major
+        clip = np.c_[self._label_xyz, np.ones(len(self._label_xyz))] @ m.T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ndc = clip[:, :2] / clip[:, 3:4]
+        show = (clip[:, 3] > 0) & (np.abs(ndc) <= 1).all(axis=1)
+        x = (ndc[:, 0] + 1) * 0.5 * w
+        y = (1 - ndc[:, 1]) * 0.5 * h
+        p.setFont(self._label_font)
+        for i in np.flatnonzero(show):
+            p.setPen(QtGui.QColor(*(int(c) for c in self._label_rgb[i])))
+            p.drawText(QtCore.QPointF(x[i] - 3, y[i]), self._label_text[i])
+
+    # ----- data -----------------------------------------------------------------------------------------------------
     def set_points(self, points_ego: np.ndarray, rgba: np.ndarray) -> None:
-        """Replace the cloud: (P,3) float32 positions and (P,4) float32 colours in [0, 1]."""
+        """Replace the cloud: (P,3) float32 positions and (P,4) float32 colours in [0, 1] (C-contiguous arrays are
+        uploaded without a copy)."""
         if len(points_ego) == 0:
             points_ego, rgba = np.zeros((1, 3), np.float32), np.zeros((1, 4), np.float32)
-        self.scatter.setData(pos=points_ego, color=rgba)
+        self.scatter.setData(pos=np.ascontiguousarray(points_ego, np.float32),
+                             color=np.ascontiguousarray(rgba, np.float32))
 
     def set_boxes(self, boxes: Boxes, rgb: np.ndarray, selected: int = -1) -> None:
         """Replace the boxes: N boxes with (N,3) uint8 class colours; ``selected`` is drawn white."""
@@ -68,26 +175,34 @@ class View3D(gl.GLViewWidget):
         if len(segments) == 0:
             self.lines.setData(pos=np.zeros((2, 3), np.float32), color=(0, 0, 0, 0))
         else:
-            colors = np.repeat(rgb.astype(np.float32) / 255, 28, axis=0)
+            colors = np.ones((len(boxes), 2 * SEGMENTS_PER_BOX, 4), np.float32)
+            colors[:, :, :3] = rgb[:, None, :].astype(np.float32) / 255
             if 0 <= selected < len(boxes):
-                colors[28 * selected:28 * (selected + 1), :3] = np.array(SELECTED_RGB) / 255
-            rgba = np.concatenate([colors, np.ones((len(colors), 1), np.float32)], axis=1)
-            self.lines.setData(pos=segments, color=rgba, mode="lines", width=1.5)
-        self._set_labels(boxes, rgb)
-
-    def _set_labels(self, boxes: Boxes, rgb: np.ndarray) -> None:
+                colors[selected, :, :3] = np.array(SELECTED_RGB, np.float32) / 255
+            self.lines.setData(pos=segments, color=colors.reshape(-1, 4), mode="lines", width=1.5)
         n = min(len(boxes), MAX_LABELS)
         order = np.argsort(np.hypot(boxes.center_m[:, 0], boxes.center_m[:, 1]))[:n] if len(boxes) else []
-        while len(self._labels) < n:
-            item = gl.GLTextItem(font=QtGui.QFont("Sans", 8))
-            self.addItem(item)
-            self._labels.append(item)
-        for item, i in zip(self._labels, order):
-            top = boxes.center_m[i] + np.array([0.0, 0.0, boxes.lwh_m[i, 2] / 2 + 0.3])
-            item.setData(pos=top, text=str(int(boxes.track_id[i])), color=QtGui.QColor(*[int(c) for c in rgb[i]]))
-            item.setVisible(True)
-        for item in self._labels[n:]:
-            item.setVisible(False)
+        self._label_xyz = boxes.center_m[order] + np.c_[np.zeros((n, 2)), boxes.lwh_m[order, 2] / 2 + 0.3]
+        self._label_text = [str(int(t)) for t in boxes.track_id[order]]
+        self._label_rgb = rgb[order]
+        super().update()  # the labels are painted in the raster pass even when the GL scene is unchanged
 
     def sizeHint(self) -> QtCore.QSize:
         return QtCore.QSize(640, 420)
+
+
+def _offscreen_context() -> tuple[QtGui.QOpenGLContext, QtGui.QOffscreenSurface]:
+    """An OpenGL context on an offscreen surface, sharing with the application's global share context (pyqtgraph
+    compiles each item class's shader program once, in the first context)."""
+    fmt = QtGui.QSurfaceFormat.defaultFormat()
+    context = QtGui.QOpenGLContext()
+    context.setFormat(fmt)
+    share = QtGui.QOpenGLContext.globalShareContext()
+    if share is not None:
+        context.setShareContext(share)
+    if not context.create():
+        raise RuntimeError("cannot create an OpenGL context (is there a display?)")
+    surface = QtGui.QOffscreenSurface()
+    surface.setFormat(context.format())
+    surface.create()
+    return context, surface
