@@ -120,6 +120,7 @@ class Controller(QtCore.QObject):
         self._play.timeout.connect(self._play_step)
         self.stack.subscribe(self.labelsChanged.emit)
         self.labelsChanged.connect(self.refresh_labels)
+        self.prefetch_future = None  # the frame being prepared ahead (a concurrent.futures.Future), if any
         self._direction = 1  # of the last step: the frame to prefetch is the next one that way
         self._last_frame = session.frame
         session.subscribe_frame(self._frame_changed)
@@ -158,7 +159,7 @@ class Controller(QtCore.QObject):
 
     def _prefetch(self) -> None:
         s = self.session
-        s.prefetch(s.frame + self._direction, self.color_mode)
+        self.prefetch_future = s.prefetch(s.frame + self._direction, self.color_mode)
 
     def refresh_boxes(self) -> None:
         """Draw the current frame's boxes (read from the store) in every view."""

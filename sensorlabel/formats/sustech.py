@@ -41,6 +41,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import CalibrationError, FormatError, InvalidTransformError
+from sensorlabel.formats.fileio import encoded_image_size, read_nonempty_bytes
 from sensorlabel.formats import atomic_write_bytes
 from sensorlabel.formats.pcd import MAX_SWEEP_SPAN_S, columns_to_lidar_points, parse_pcd_header, read_pcd_payload
 from sensorlabel.geometry.boxes import Boxes
@@ -237,23 +238,6 @@ def read_sustech_calib(path: str | Path) -> SustechCamera:
     return SustechCamera(cam_SE3_lidar, K)
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    import cv2
-
-    encoded = np.frombuffer(_read_bytes(path), dtype=np.uint8)
-    full = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded.size else None
-    if full is None:
-        raise FormatError(path, "not a decodable image")
-    return int(full.shape[1]), int(full.shape[0])
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
-
-
 def _frame_counter(path: Path) -> int:
     if not path.stem.isdecimal():
         raise FormatError(path, f"SUSTech frame files are named by their frame counter, got {path.name!r}")
@@ -320,7 +304,7 @@ def import_sustech(
         if not calib_path.is_file():
             raise FormatError(calib_path, f"camera {cam_dir.name!r} has images but no calibration file")
         calib = read_sustech_calib(calib_path)
-        width, height = _image_size(images[0][1])
+        width, height = encoded_image_size(images[0][1], read_nonempty_bytes(images[0][1]))
         K = calib.K
         try:
             model = PinholeCamera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], width, height)
@@ -344,7 +328,7 @@ def import_sustech(
             writer.append_lidar_sweep(lidar_name, points, fields, int(stamp))
         for cam_name, images in camera_files.items():
             for i, path in images:
-                writer.append_camera_image(cam_name, _read_bytes(path), int(frame_ns[i]))
+                writer.append_camera_image(cam_name, read_nonempty_bytes(path), int(frame_ns[i]))
         drive = writer.finalize()
     _store_labels(drive, labels)
     return drive
