@@ -339,6 +339,8 @@ def propagate_drive(
 
     _smooth_and_write(store, works, frame_times, world_SE3_ego_frames, config, report)
     report.seconds = time.perf_counter() - start
+    log.info("propagated %d tracks from %d keyframes: %s in %.1f s", report.tracks, report.keyframes,
+             report.written, report.seconds)
     if labels is None:
         _write_config(drive, config, report)
     return report

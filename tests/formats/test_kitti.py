@@ -11,7 +11,6 @@ from sensorlabel.errors import FormatError
 from sensorlabel.formats.kitti import (
     KittiLabelTable,
     boxes_velo_to_kitti,
-    format_kitti_object_lines,
     format_kitti_tracking_lines,
     kitti_to_boxes_rect,
     kitti_to_boxes_velo,
