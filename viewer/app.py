@@ -234,6 +234,12 @@ class MainWindow(QtWidgets.QMainWindow):
         undo.setText(f"Undo {stack.undo_text}" if stack.can_undo else "Undo")
         redo.setText(f"Redo {stack.redo_text}" if stack.can_redo else "Redo")
 
+    def event(self, event) -> bool:
+        handled = super().event(event)
+        if event.type() == QtCore.QEvent.Type.UpdateRequest and hasattr(self, "controller"):
+            self.controller.prefetch_next()  # every view has painted: the worker may start on the next frame
+        return handled
+
     def closeEvent(self, event) -> None:
         self.session.close()
         super().closeEvent(event)

@@ -120,6 +120,7 @@ class Controller(QtCore.QObject):
         self._play.timeout.connect(self._play_step)
         self.stack.subscribe(self.labelsChanged.emit)
         self.labelsChanged.connect(self.refresh_labels)
+        self._prefetch_pending = False
         self.prefetch_future = None  # the frame being prepared ahead (a concurrent.futures.Future), if any
         self._direction = 1  # of the last step: the frame to prefetch is the next one that way
         self._last_frame = session.frame
@@ -154,12 +155,18 @@ class Controller(QtCore.QObject):
         w.bev.set_raster(render.bev_rgb32)
         w.timeline.set_frame(s.frame)
         self.refresh_boxes()
-        # Queued behind the paint events this refresh posted, so the worker starts once the views are drawn.
-        QtCore.QTimer.singleShot(0, self._prefetch)
+        self._prefetch_pending = True  # started by the window once it has painted this frame (prefetch_next)
 
-    def _prefetch(self) -> None:
+    def prefetch_next(self) -> None:
+        """Start preparing the next frame in the stepping direction, with its boxes as stored now (the window calls
+        this after painting, so that the worker does not compete with the paint of the frame on screen)."""
+        if not self._prefetch_pending:
+            return
+        self._prefetch_pending = False
         s = self.session
-        self.prefetch_future = s.prefetch(s.frame + self._direction, self.color_mode)
+        nxt = s.frame + self._direction
+        if 0 <= nxt < s.num_frames:
+            self.prefetch_future = s.prefetch(nxt, self.color_mode, s.boxes(nxt).boxes)
 
     def refresh_boxes(self) -> None:
         """Draw the current frame's boxes (read from the store) in every view."""
@@ -172,7 +179,8 @@ class Controller(QtCore.QObject):
         w.view3d.set_boxes(boxes, rgb, sel)
         w.bev.set_boxes(boxes, rgb, sel)
         data = s.frame_data()
-        w.cameras.set_frame(data.cameras, s.frame_render(color_mode=self.color_mode).camera_images, boxes, rgb, sel)
+        w.cameras.set_frame(data.cameras, s.frame_render(color_mode=self.color_mode).camera_images,
+                            s.wireframes(boxes), rgb, sel)
         w.ortho.set_box(BoxPose.from_boxes(boxes, sel) if sel >= 0 else None, data.points_ego)
         if self.selection.track_id is not None:
             w.tracks.select_track(self.selection.track_id)

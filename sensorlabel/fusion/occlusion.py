@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from sensorlabel.fusion.projection import Projection
+from sensorlabel.fusion.projection import _SCRATCH, Projection
 
 
 @dataclass(frozen=True)
@@ -78,18 +78,20 @@ def _depth_buffer(projection: Projection, config: OcclusionConfig) -> tuple[np.n
 
     c = config.cell_px(projection.focal_px)
     rows, cols = projection.height_px // c + 1, projection.width_px // c + 1
+    k = len(projection)
     # uv >= -0.5 inside the image, so truncation is floor here.
-    cell_uv = projection.uv_px + np.float32(0.5)
-    cell_uv *= np.float32(1.0 / c)
-    cell_uv = cell_uv.astype(np.int32)
-    cell = cell_uv[:, 1] * cols
+    scaled = np.add(projection.uv_px, np.float32(0.5), out=_SCRATCH.get("occ_scaled", (k, 2), np.float32))
+    scaled *= np.float32(1.0 / c)
+    cell_uv = _SCRATCH.get("occ_cell_uv", (k, 2), np.int32)
+    np.copyto(cell_uv, scaled, casting="unsafe")
+    cell = np.multiply(cell_uv[:, 1], cols, out=_SCRATCH.get("occ_cell", k, np.int32))
     cell += cell_uv[:, 0]
     zbuf = np.full(rows * cols, np.inf, dtype=np.float32)
     np.minimum.at(zbuf, cell, projection.depth_m.astype(np.float32, copy=False))
     zbuf = zbuf.reshape(rows, cols)
     if config.radius_cells > 0:
-        k = 2 * config.radius_cells + 1
-        zbuf = cv2.erode(zbuf, np.ones((k, k), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
+        size = 2 * config.radius_cells + 1
+        zbuf = cv2.erode(zbuf, np.ones((size, size), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
     return zbuf, cell
 
 
@@ -98,19 +100,22 @@ def visible_mask(projection: Projection, config: OcclusionConfig = OcclusionConf
     if len(projection) == 0:
         return np.zeros(0, dtype=bool)
     zbuf, cell = _depth_buffer(projection, config)
-    z_min = np.take(zbuf.reshape(-1), cell)
+    k = len(projection)
+    z_min = np.take(zbuf.reshape(-1), cell, out=_SCRATCH.get("occ_zmin", k, np.float32))
     d = projection.depth_m
     # d <= z_min * (1 + rel_tol + min(d * slope, 0.5)) + abs_tol
-    limit = z_min * np.float32(1 + config.rel_tol)
-    limit += np.float32(config.abs_tol_m)
+    factor = _SCRATCH.get("occ_factor", k, np.float32)
     if config.ground_height_m > 0:
         splat_px = (config.radius_cells + 0.5) * config.cell_px(projection.focal_px)
         slope = np.float32(splat_px / (projection.focal_px * config.ground_height_m))
-        ground = d * slope
-        np.minimum(ground, np.float32(0.5), out=ground)
-        ground *= z_min
-        limit += ground
-    return d <= limit
+        np.multiply(d, slope, out=factor)
+        np.minimum(factor, np.float32(0.5), out=factor)
+        factor += np.float32(1 + config.rel_tol)
+    else:
+        factor.fill(1 + config.rel_tol)
+    z_min *= factor
+    z_min += np.float32(config.abs_tol_m)
+    return d <= z_min
 
 
 def visible_points(projection: Projection, config: OcclusionConfig = OcclusionConfig()) -> Projection:

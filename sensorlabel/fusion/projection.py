@@ -3,31 +3,39 @@
 A lidar point measured at time ``t_p`` goes to the world with the ego pose at ``t_p`` and comes back into a camera
 through the ego pose at the camera's exposure time::
 
-    p_cam = cam_SE3_ego . world_SE3_ego(t_cam)^-1 . world_SE3_ego(t_p) . ego_SE3_lidar . p_lidar
+    p_cam = cam_SE3_ego . world_SE3_ego(t_cam)^-1 . world_SE3_ego(t_ref) . p_ref
+    p_ref = world_SE3_ego(t_ref)^-1 . world_SE3_ego(t_p) . ego_SE3_lidar . p_lidar
 
 The work is split so that the per-point motion model runs **once per sweep** and each camera costs one affine map:
 
 1. :func:`compensate_points` brings every point into the *reference frame*, the ego frame at a reference time (the
    sweep time), with its own pose. The world itself is never materialised, so float32 stays precise on drives with
    large world coordinates (reference-frame coordinates are tens of metres).
-2. Each camera gets ``cam_SE3_ref = cam_SE3_ego . world_SE3_ego(t_cam)^-1 . world_SE3_ego(t_ref)``: one 3x4 float32
-   product on the points that can be in its view.
+2. Each camera gets ``cam_SE3_ref``: one 3x4 float32 map (``cv2.transform``) of the points that can be in its view.
 
 Per-point poses are not evaluated point by point. The pose function is sampled at knots ``knot_spacing_ns`` apart
 (5 ms: 21 poses per 100 ms sweep) and each point's transform is interpolated linearly between the two knots around its
 time (rotation matrices entry-wise). Points are grouped by knot interval, which is free when they come in firing
 order (the usual case for a spinning lidar) and one radix sort otherwise, so each interval is one BLAS product
-``[M_k ; M_{k+1} - M_k] @ [p ; 1]`` followed by ``a + alpha * b``. Over 5 ms at a yaw rate of 1 rad/s the rotation
+``[M_k ; M_{k+1} - M_k] @ p`` followed by ``a + alpha * b``. Over 5 ms at a yaw rate of 1 rad/s the rotation
 between knots is 5 mrad and the interpolation error ~3e-6 rad (0.3 mm at 100 m); the translation error is
-``a dt^2 / 8`` for an acceleration ``a`` (0.03 mm at 10 m/s^2), far below a pixel.
+``a dt^2 / 8`` for an acceleration ``a`` (0.03 mm at 10 m/s^2), far below a pixel. All the poses a sweep needs (the
+reference, the knots, every camera time) come from **one** call of the pose function.
 
-Which points can a camera see? :class:`_SectorIndex` sorts the compensated sweep once by (horizontal range band,
-azimuth bin) with one radix sort of 16-bit keys. A camera's view is a convex cone whose
-horizontal extent is the azimuth interval of its corner rays; seen from the reference origin instead of the camera
-centre ``c``, a point at horizontal range ``r > |c|`` is at most ``asin(|c| / r)`` further off in azimuth, so each
-range band gets its own margin and contributes one or two contiguous slices. Then the exact tests run on those
-candidates only: depth in front of the near plane and inside the bounds of the image in normalised coordinates,
-and the lens distortion is evaluated on the survivors alone.
+Which points can a camera see? :class:`_SectorIndex` gives every compensated point a cell key (horizontal range band,
+azimuth bin) once per sweep; nothing is sorted. A camera's view is a convex cone whose horizontal extent is the
+azimuth interval of its corner rays; seen from the reference origin instead of the camera centre ``c``, the points of
+that wedge within a range band lie between the azimuths where the wedge's edges cross the band's circles, so each
+band gets its own azimuth interval: a per-camera boolean table over the cells. Where the cloud comes in firing order
+(azimuth increasing with the index, as a spinning lidar delivers it), blocks of 64 points have running azimuth
+envelopes and each camera looks up its table only over the one or two index ranges that can hold its azimuths (any
+order stays correct: the envelopes then span the whole cloud). Points closer than 2.8 m go to every camera. The exact
+tests run on the candidates only: depth in front of the near plane, the distortion model's one-to-one domain and the
+bounds of the image.
+
+Memory traffic, not arithmetic, is the cost: sweep-sized temporaries live in per-thread scratch buffers that are
+reused from sweep to sweep (a fresh multi-megabyte array costs a page fault per 4 KiB page on first touch), and the
+per-camera steps run on the ~25k candidates with in-place ufuncs, ``cv2.transform`` and ``cv2.merge``.
 
 Rolling shutter: with a readout time ``readout_s`` image row ``v`` is exposed at
 ``t_cam + readout_s * (v / (H - 1) - 0.5)`` (the image timestamp is the middle row, SensorCalibration's convention).
@@ -38,11 +46,14 @@ by roughly ``speed * readout / depth``, so two iterations are well below 0.01 px
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from sensorlabel.geometry.camera import NEAR_M, CameraModel, FisheyeCamera
@@ -59,6 +70,8 @@ DEFAULT_KNOT_SPACING_NS = 5_000_000
 # border between its samples needs it. Rolling shutter: the row poses move points by up to speed * readout / 2.
 _CULL_MARGIN = 0.02
 _CULL_MARGIN_ROLLING = 0.1
+# Below this many points a sweep is projected without the sector index (building it costs more than it saves).
+_INDEX_MIN_POINTS = 4096
 
 
 def static_pose(world_SE3_ego: SE3 | None = None) -> PoseFn:
@@ -151,17 +164,51 @@ class Projection:
                           self.focal_px)
 
 
-def _homogeneous_rows(points: np.ndarray) -> np.ndarray:
-    """(N,>=3) points -> (4,N) float32 rows ``[x; y; z; 1]`` (structure of arrays for BLAS and fast row kernels)."""
-    rows = np.empty((4, len(points)), dtype=np.float32)
-    rows[:3] = points[:, :3].T
-    rows[3] = 1.0
-    return rows
+class _Scratch(threading.local):
+    """Per-thread buffers for sweep-sized temporaries, reused from call to call (see the module docstring).
+
+    A buffer handed out stays valid until the next request of the same name in the same thread; nothing that is
+    returned to a caller ever lives in one.
+    """
+
+    MAX_KEPT_BYTES = 64 << 20
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: int | tuple[int, ...], dtype) -> np.ndarray:
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        size = math.prod(shape)
+        dtype = np.dtype(dtype)
+        buf = self.buffers.get(name)
+        if buf is None or buf.dtype != dtype or buf.size < size:
+            buf = np.empty(size + size // 4, dtype=dtype)
+            if buf.nbytes <= self.MAX_KEPT_BYTES:
+                self.buffers[name] = buf
+        return buf[:size].reshape(shape)
+
+
+_SCRATCH = _Scratch()
 
 
 def _affine(transform: SE3) -> np.ndarray:
     """(3,4) float32 ``[R | t]`` of a single SE3."""
     return np.concatenate([transform.rotation, transform.translation[:, None]], axis=1).astype(np.float32)
+
+
+def _homogeneous_aos(points: np.ndarray) -> np.ndarray:
+    """(N,>=3) points -> fresh (N,4) float32 rows ``[x, y, z, 1]`` (16-byte rows: the cheapest gather)."""
+    out = np.empty((len(points), 4), dtype=np.float32)
+    out[:, :3] = points[:, :3]
+    out[:, 3] = 1.0
+    return out
+
+
+def _knot_times(t_min_ns: int, t_max_ns: int, knot_spacing_ns: int) -> np.ndarray:
+    """(S+1,) int64 knot times of a :class:`_PoseTrack` over ``[t_min_ns, t_max_ns]``."""
+    span = max(int(t_max_ns) - int(t_min_ns), 0)
+    n_seg = max(int(np.ceil(span / knot_spacing_ns)), 1)
+    return int(t_min_ns) + np.round(np.arange(n_seg + 1) * (max(float(span), 1.0) / n_seg)).astype(np.int64)
 
 
 class _PoseTrack:
@@ -174,49 +221,48 @@ class _PoseTrack:
 
     def __init__(self, world_SE3_ego: PoseFn, t_min_ns: int, t_max_ns: int, left: SE3, right: SE3,
                  knot_spacing_ns: int = DEFAULT_KNOT_SPACING_NS, invert: bool = False):
-        span = max(int(t_max_ns) - int(t_min_ns), 0)
-        n_seg = max(int(np.ceil(span / knot_spacing_ns)), 1)
-        self.t0_ns = int(t_min_ns)
-        self.span_ns = max(float(span), 1.0)
-        self.n_seg = n_seg
-        knots = self.t0_ns + np.round(np.arange(n_seg + 1) * (self.span_ns / n_seg)).astype(np.int64)
-        poses = left.compose(_call_pose(world_SE3_ego, knots)).compose(right)
+        self.knots_ns = _knot_times(t_min_ns, t_max_ns, knot_spacing_ns)
+        self.n_seg = len(self.knots_ns) - 1
+        poses = left.compose(_call_pose(world_SE3_ego, self.knots_ns)).compose(right)
         if invert:
             poses = poses.inverse()
         affine = np.concatenate([poses.rotation, poses.translation[:, :, None]], axis=2)  # (n_seg+1, 3, 4)
-        self.weights = np.concatenate([affine[:-1], affine[1:] - affine[:-1]], axis=1).astype(np.float32)
+        weights = np.concatenate([affine[:-1], affine[1:] - affine[:-1]], axis=1).astype(np.float32)
+        self.linear = np.ascontiguousarray(weights[:, :, :3])  # (n_seg, 6, 3)
+        self.bias = np.ascontiguousarray(weights[:, :, 3:])  # (n_seg, 6, 1)
+        self.inv_length = 1.0 / np.maximum(np.diff(self.knots_ns), 1).astype(np.float64)
 
-    def apply(self, rows4: np.ndarray, times_ns: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Map (4,N) float32 homogeneous rows with the transform at each point's (N,) int64 time.
+    def apply(self, points: np.ndarray, times_ns: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Map (3,N) float32 points (any strides, e.g. the transpose of an (N,3) array) with the transform at each
+        point's (N,) int64 time.
 
         Returns:
-            (3,N) float32, written into ``out`` when given (it may be ``rows4[:3]``: each interval is read before it
-            is written).
+            (3,N) float32, written into ``out`` when given (it must not overlap ``points``).
         """
         times = np.asarray(times_ns, dtype=np.int64)
-        # Knot-interval coordinate; float32 resolves 10 ns over a 0.1 s span, far below any pose change.
-        tau = (times - self.t0_ns).astype(np.float32)
-        tau *= np.float32(self.n_seg / self.span_ns)
-        n = rows4.shape[1]
+        n = points.shape[1]
         if out is None:
             out = np.empty((3, n), dtype=np.float32)
+        if n == 0:
+            return out
         order = None
         if np.any(times[1:] < times[:-1]):
             # Out of firing order: group by interval with one radix sort (stable argsort of 16-bit keys).
-            seg = np.clip(tau, 0, self.n_seg - 1).astype(np.int16 if self.n_seg < 2 ** 15 else np.int32)
+            seg = np.searchsorted(self.knots_ns[1:-1], times, side="right")
+            seg = seg.astype(np.int16 if self.n_seg < 2 ** 15 else np.int32)
             order = np.argsort(seg, kind="stable")
-            rows4, tau = np.take(rows4, order, axis=1), np.take(tau, order)
-            bounds = np.searchsorted(seg[order], np.arange(self.n_seg + 1))
+            points, times = np.take(points, order, axis=1), np.take(times, order)
+            bounds = np.searchsorted(seg[order], np.arange(self.n_seg + 1))  # bounds[0] = 0, bounds[-1] = n
             target = np.empty((3, n), dtype=np.float32)
         else:
-            knots = np.arange(self.n_seg + 1, dtype=np.float32)
-            knots[0], knots[-1] = -np.inf, np.inf  # times outside the span extrapolate the end intervals
-            bounds = np.searchsorted(tau, knots)
+            bounds = np.concatenate([[0], np.searchsorted(times, self.knots_ns[1:-1]), [n]])
             target = out
         for k in np.flatnonzero(bounds[1:] > bounds[:-1]):
             s, e = bounds[k], bounds[k + 1]
-            terms = self.weights[k] @ rows4[:, s:e]
-            alpha = tau[s:e] - np.float32(k)
+            terms = np.matmul(self.linear[k], points[:, s:e], out=_SCRATCH.get("track_terms", (6, e - s), np.float32))
+            terms += self.bias[k]
+            alpha = (times[s:e] - self.knots_ns[k]).astype(np.float32)  # < 2^24 ns: exact
+            alpha *= np.float32(self.inv_length[k])
             np.multiply(terms[3:], alpha, out=terms[3:])
             np.add(terms[:3], terms[3:], out=target[:, s:e])
         if order is not None:
@@ -225,20 +271,21 @@ class _PoseTrack:
 
 
 def cached_pose(world_SE3_ego: PoseFn, timestamps_ns: np.ndarray) -> PoseFn:
-    """A pose function that answers single-time queries for ``timestamps_ns`` from one batched evaluation.
+    """A pose function that answers queries for ``timestamps_ns`` from one batched evaluation.
 
-    Pose functions can cost milliseconds per call (interpolation, an analytic trajectory); projecting one sweep into
-    six cameras asks for the same few single poses many times.
+    Pose functions can cost a fraction of a millisecond per call (interpolation, an analytic trajectory); projecting
+    one sweep into six cameras asks for the same few poses many times. A query whose times are all among
+    ``timestamps_ns`` is answered from the table; any other goes to ``world_SE3_ego``.
     """
     times = np.unique(np.asarray(timestamps_ns, dtype=np.int64).reshape(-1))
     poses = _call_pose(world_SE3_ego, times)
-    table = {int(t): i for i, t in enumerate(times)}
 
     def fn(query_ns: np.ndarray) -> SE3:
         q = np.asarray(query_ns, dtype=np.int64).reshape(-1)
-        if len(q) == 1 and int(q[0]) in table:
-            i = table[int(q[0])]
-            return poses[i:i + 1]
+        if len(q) and len(times):
+            i = np.minimum(np.searchsorted(times, q), len(times) - 1)
+            if np.array_equal(times[i], q):
+                return poses[i]
         return world_SE3_ego(q)
 
     return fn
@@ -251,27 +298,36 @@ def _call_pose(world_SE3_ego: PoseFn, times_ns: np.ndarray) -> SE3:
     return poses
 
 
-def _compensate_rows(points_lidar: np.ndarray, point_times_ns: np.ndarray | int, ego_SE3_lidar: SE3,
-                     world_SE3_ego: PoseFn, reference_ns: int, knot_spacing_ns: int) -> np.ndarray:
-    """:func:`compensate_points` as (4,P) float32 homogeneous rows in the reference frame."""
+def _sweep_times(points_lidar: np.ndarray, point_times_ns) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Validated (P,>=3) points, int64 times (scalar or (P,)) and whether the times vary over the sweep."""
     pts = np.asarray(points_lidar)
     if pts.ndim != 2 or pts.shape[1] < 3:
         raise ValueError(f"points_lidar: expected (P,3), got {pts.shape}")
-    p = len(pts)
     times = np.asarray(point_times_ns, dtype=np.int64)
-    if times.ndim == 1 and times.shape != (p,):
-        raise ValueError(f"point_times_ns: expected ({p},) or a scalar, got {times.shape}")
+    if times.ndim == 1 and times.shape != (len(pts),):
+        raise ValueError(f"point_times_ns: expected ({len(pts)},) or a scalar, got {times.shape}")
+    if times.ndim > 1:
+        raise ValueError(f"point_times_ns: expected ({len(pts)},) or a scalar, got {times.shape}")
+    varying = times.ndim == 1 and len(times) > 0 and bool(times.min() != times.max())
+    return pts, times, varying
+
+
+def _compensate_into(pts: np.ndarray, times: np.ndarray, varying: bool, ego_SE3_lidar: SE3, world_SE3_ego: PoseFn,
+                     reference_ns: int, knot_spacing_ns: int, out: np.ndarray) -> np.ndarray:
+    """:func:`compensate_points` written into ``out`` (3,P) float32."""
+    p = len(pts)
     ref_SE3_world = _call_pose(world_SE3_ego, np.array([int(reference_ns)]))[0].inverse()
-    rows = _homogeneous_rows(pts)
-    if times.ndim == 0 or p == 0 or times.min() == times.max():
+    rows = pts[:, :3].astype(np.float32, copy=False).T
+    if not varying:
         t = int(times) if times.ndim == 0 else (int(times[0]) if p else int(reference_ns))
         ref_SE3_lidar = ref_SE3_world.compose(_call_pose(world_SE3_ego, np.array([t]))[0]).compose(ego_SE3_lidar)
-        rows[:3] = _affine(ref_SE3_lidar) @ rows
-        return rows
+        affine = _affine(ref_SE3_lidar)
+        np.matmul(affine[:, :3], rows, out=out)
+        out += affine[:, 3:]
+        return out
     track = _PoseTrack(world_SE3_ego, int(times.min()), int(times.max()), ref_SE3_world, ego_SE3_lidar,
                        knot_spacing_ns)
-    track.apply(rows, times, out=rows[:3])
-    return rows
+    return track.apply(rows, times, out=out)
 
 
 def compensate_points(
@@ -300,8 +356,9 @@ def compensate_points(
     Raises:
         ValueError: shapes do not match.
     """
-    return _compensate_rows(points_lidar, point_times_ns, ego_SE3_lidar, world_SE3_ego, reference_ns,
-                            knot_spacing_ns)[:3].T
+    pts, times, varying = _sweep_times(points_lidar, point_times_ns)
+    out = np.empty((3, len(pts)), dtype=np.float32)
+    return _compensate_into(pts, times, varying, ego_SE3_lidar, world_SE3_ego, reference_ns, knot_spacing_ns, out).T
 
 
 def _normalised_bounds(camera: CameraModel, margin: float) -> tuple[float, float, float, float] | None:
@@ -325,65 +382,151 @@ def _normalised_bounds(camera: CameraModel, margin: float) -> tuple[float, float
     return float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])
 
 
-_BOUNDS_CACHE: dict[tuple[int, float], tuple] = {}
+def _jacobian_safe_r2(camera: CameraModel) -> float:
+    """Squared normalised radius up to which the Jacobian determinant of the pinhole distortion map provably exceeds
+    the 0.0625 of ``PinholeCamera.project``'s domain rule, so only points beyond it need the exact test.
+
+    The Jacobian is the radial part (eigenvalues ``radial`` and ``d(r radial)/dr``) plus a symmetric tangential
+    part whose norm is at most ``r * c(p1, p2)``; by Weyl's inequality both eigenvalues exceed
+    ``min(radial eigenvalues) - r c``. Evaluated on a fine grid with a 10 % margin on the determinant.
+    """
+    r2_max = camera.max_normalised_radius2
+    k1, k2, p1, p2, k3 = (float(c) for c in camera.distortion)
+    a, b = abs(p1), abs(p2)
+    c = math.sqrt((2 * a + 6 * b) ** 2 + 2 * (2 * a + 2 * b) ** 2 + (6 * a + 2 * b) ** 2)
+    r = np.linspace(0.0, math.sqrt(r2_max), 4001)
+    r2 = r * r
+    radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    slope = radial + 2 * r2 * (k1 + r2 * (2 * k2 + 3 * k3 * r2))
+    bound = np.minimum(radial, slope) - r * c
+    bad = np.flatnonzero((bound <= 0) | (bound * bound <= 0.0625 * 1.1))
+    if len(bad) == 0:
+        return r2_max
+    return float(r2[max(bad[0] - 2, 0)])
 
 
-def _cull_bounds(camera: CameraModel, margin: float = _CULL_MARGIN):
-    """Cached :func:`_normalised_bounds` (camera models hold arrays and are not hashable, hence the id key; the
-    entry keeps the model alive so that the id cannot be reused by another camera)."""
-    key = (id(camera), margin)
-    hit = _BOUNDS_CACHE.get(key)
+class _CameraConstants:
+    """Per-camera constants of the projection kernels (float32 coefficients, cull bounds, domain limits)."""
+
+    def __init__(self, camera: CameraModel):
+        f32 = np.float32
+        self.focal = np.array([[camera.fx_px], [camera.fy_px]], dtype=f32)
+        self.centre = np.array([[camera.cx_px], [camera.cy_px]], dtype=f32)
+        # -0.5 <= u <= W - 0.5  <=>  |u - (W - 1) / 2| <= W / 2 (same for v).
+        self.image_mid = np.array([[(camera.width_px - 1) / 2], [(camera.height_px - 1) / 2]], dtype=f32)
+        self.image_half = np.array([[camera.width_px / 2], [camera.height_px / 2]], dtype=f32)
+        self.bounds = {margin: _normalised_bounds(camera, margin) for margin in (_CULL_MARGIN, _CULL_MARGIN_ROLLING)}
+        if isinstance(camera, FisheyeCamera):
+            self.r2_max = self.r2_safe = math.inf
+        else:
+            self.r2_max = float(camera.max_normalised_radius2)
+            self.r2_safe = _jacobian_safe_r2(camera)
+            k1, k2, p1, p2, k3 = (float(c) for c in camera.distortion)
+            self.radial = [k for k in (k3, k2, k1)]
+            while self.radial and self.radial[0] == 0.0:  # Horner from the highest non-zero term
+                self.radial.pop(0)
+            self.tangential = (p1, p2) if (p1 != 0.0 or p2 != 0.0) else None
+            self.p21 = np.array([[p2], [p1]], dtype=f32)
+
+
+_CONSTANTS_CACHE: dict[int, tuple] = {}
+
+
+def _constants(camera: CameraModel) -> _CameraConstants:
+    """Cached :class:`_CameraConstants` (camera models hold arrays and are not hashable, hence the id key; the entry
+    keeps the model alive so that the id cannot be reused by another camera)."""
+    hit = _CONSTANTS_CACHE.get(id(camera))
     if hit is None or hit[0] is not camera:
-        if len(_BOUNDS_CACHE) > 256:
-            _BOUNDS_CACHE.clear()
-        hit = (camera, _normalised_bounds(camera, margin))
-        _BOUNDS_CACHE[key] = hit
+        if len(_CONSTANTS_CACHE) > 256:
+            _CONSTANTS_CACHE.clear()
+        hit = (camera, _CameraConstants(camera))
+        _CONSTANTS_CACHE[id(camera)] = hit
     return hit[1]
 
 
+def _cull_bounds(camera: CameraModel, margin: float = _CULL_MARGIN):
+    """Cached :func:`_normalised_bounds` for the two margins of this module."""
+    return _constants(camera).bounds[margin]
+
+
 class _SectorIndex:
-    """The points of one compensated sweep sorted by (horizontal range band, azimuth bin), built once per sweep, so
-    that each camera takes a few contiguous slices of candidates instead of testing the whole cloud (see the module
-    docstring for the margins).
+    """Cell keys (horizontal range band, azimuth bin) of one compensated sweep and, for clouds in firing order,
+    running azimuth envelopes over blocks of points, built once per sweep; each camera then gathers its candidates
+    with one table look-up over the index ranges that can hold its azimuths (see the module docstring).
 
     Range bands are octaves of the squared horizontal range, read from the float32 exponent bits: band j >= 1 holds
     ``2^(j+2) <= x^2 + y^2 < 2^(j+3)`` (inner radius ``2^((j+2)/2)``: 2.8, 4, 5.7, 8, 11, 16 ... m), band 0 everything
     closer than 2.8 m (it goes to every camera) and the last band everything beyond.
 
     Attributes:
-        rows4: (4,P) float32 homogeneous rows in sorted order. order: (P,) int32 original index of each sorted row.
-        starts: (BANDS * BINS + 1,) start of every (band, bin) cell in the sorted order.
+        key: (P,) intp cell ``band * BINS + azimuth_bin`` of every point (a scratch buffer: valid during the call).
+        near: (Q,) intp indices of the band-0 points.
+        segments: per run of increasing azimuth, ``(first_block, running max, reverse running min)`` of the block
+            azimuth bins; None when the cloud is not in firing order (every camera scans all points).
     """
 
     BINS = 256
     BANDS = 11
+    BLOCK = 64
+    MAX_SEGMENTS = 8
 
-    def __init__(self, rows4: np.ndarray):
-        x, y = rows4[0], rows4[1]
-        r2 = x * x
-        r2 += y * y
-        band = (r2.view(np.int32) >> 23) - (127 + 2)
+    def __init__(self, xyz: np.ndarray):
+        n = xyz.shape[1]
+        self.num_points = n
+        x, y = xyz[0], xyz[1]
+        r2 = _SCRATCH.get("sector_r2", n, np.float32)
+        tmp = _SCRATCH.get("sector_tmp", n, np.float32)
+        np.multiply(x, x, out=r2)
+        np.multiply(y, y, out=tmp)
+        r2 += tmp
+        band = _SCRATCH.get("sector_band", n, np.int32)
+        np.right_shift(r2.view(np.int32), 23, out=band)
+        band -= 127 + 2
         np.clip(band, 0, self.BANDS - 1, out=band)
-        key = band.astype(np.int16)
-        key *= np.int16(self.BINS)
-        azimuth = np.arctan2(y, x)
-        azimuth += np.float32(np.pi)
-        azimuth *= np.float32(self.BINS / (2 * np.pi))
-        key += np.minimum(azimuth.astype(np.int16), np.int16(self.BINS - 1))
-        self.order = np.argsort(key, kind="stable").astype(np.int32)  # a radix sort on 16-bit keys
-        self.rows4 = np.take(rows4, self.order, axis=1)
-        counts = np.bincount(key, minlength=self.BANDS * self.BINS)
-        self.starts = [0] + np.cumsum(counts).tolist()
-        self.inner_m = [0.0] + [2.0 ** ((j + 2) / 2.0) for j in range(1, self.BANDS)]
+        az = tmp
+        np.arctan2(y, x, out=az)
+        az += np.float32(np.pi)
+        az *= np.float32(self.BINS / (2 * np.pi))
+        abin = _SCRATCH.get("sector_bin", n, np.int32)
+        np.copyto(abin, az, casting="unsafe")
+        np.clip(abin, 0, self.BINS - 1, out=abin)  # NaN coordinates give garbage bins; keep them in the table
+        self.key = _SCRATCH.get("sector_key", n, np.intp)
+        np.multiply(band, self.BINS, out=self.key)
+        self.key += abin
+        self.near = np.flatnonzero(r2 < np.float32(8.0))  # band 0
+        inner_m = [2.0 ** ((j + 2) / 2.0) for j in range(1, self.BANDS)]
+        self.radii = np.array([inner_m, inner_m[1:] + [1e7]]).T  # (BANDS-1, 2) circles of bands 1..
+        self.segments = self._envelopes(abin)
+
+    def _envelopes(self, abin: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]] | None:
+        n, block = len(abin), self.BLOCK
+        full = n // block * block
+        bmax = abin[:full].reshape(-1, block).max(axis=1)
+        bmin = abin[:full].reshape(-1, block).min(axis=1)
+        if full < n:
+            bmax = np.append(bmax, abin[full:].max())
+            bmin = np.append(bmin, abin[full:].min())
+        # A run ends where the azimuth drops by more than half a turn (the sweep's seam).
+        starts = np.concatenate([[0], np.flatnonzero(bmin[1:] < bmax[:-1] - self.BINS // 2) + 1, [len(bmax)]])
+        if len(starts) - 1 > self.MAX_SEGMENTS:
+            return None
+        return [(int(s), np.maximum.accumulate(bmax[s:e]), np.minimum.accumulate(bmin[s:e][::-1])[::-1])
+                for s, e in itertools.pairwise(starts)]
 
     def _bin(self, azimuth_rad: float) -> int:
         wrapped = (azimuth_rad + math.pi) % (2 * math.pi)
         return min(int(wrapped * (self.BINS / (2 * math.pi))), self.BINS - 1)
 
-    def slices(self, cam_SE3_ref: SE3, bounds) -> list[tuple[int, int]] | None:
-        """Slices ``(start, end)`` of the sorted rows holding every point that can be in the camera's view, or None
-        (all points) when the sector test does not apply (no bounded field of view, or a camera looking steeply up
-        or down). A few dozen scalar operations: plain ``math`` beats numpy at this size."""
+    def _bin_intervals(self, axis_az: float, lo: float, hi: float) -> list[tuple[int, int]]:
+        """Azimuth bins of ``axis_az + [lo, hi]`` as one or two inclusive bin intervals."""
+        b0, b1 = self._bin(axis_az + lo), self._bin(axis_az + hi)
+        return [(b0, b1)] if b0 <= b1 else [(b0, self.BINS - 1), (0, b1)]
+
+    def table(self, cam_SE3_ref: SE3, bounds) -> tuple[np.ndarray, list[tuple[int, int]]] | None:
+        """The camera's candidate cells: a (BANDS * BINS,) bool table (band 0 excluded: :attr:`near` holds those
+        points) and the inclusive azimuth-bin intervals that hold every cell of the table; None (all points) when
+        the sector test does not apply (no bounded field of view, or a camera looking steeply up or down). A few
+        dozen scalar operations: plain ``math`` beats numpy at this size."""
         if bounds is None:
             return None
         ref_SE3_cam = cam_SE3_ref.inverse()
@@ -400,102 +543,197 @@ class _SectorIndex:
         # The view's horizontal wedge: apex at the camera centre, edges along the extreme corner azimuths. Within
         # a band (an annulus about the origin) the points of the wedge lie between the edges' crossings of the
         # band's two circles (azimuth is monotonic along a ray that misses the origin), so those four crossings
-        # bound the azimuths seen from the origin.
+        # bound the azimuths seen from the origin. The last band reaches infinity: its outer crossing is taken at
+        # 1e7 m, within 1e-6 rad of the edge direction. All bands at once, (band, edge, circle) arrays.
         cx, cy = float(ref_SE3_cam.translation[0]), float(ref_SE3_cam.translation[1])
         dist2 = cx * cx + cy * cy
-        edges = [(math.cos(axis_az + a), math.sin(axis_az + a)) for a in (lo, hi)]
+        edge_az = axis_az + np.array([lo, hi])
+        ex, ey = np.cos(edge_az)[None, :, None], np.sin(edge_az)[None, :, None]
+        radius = self.radii[:, None, :]  # (BANDS-1, 1, 2): inner and outer circle of bands 1..
+        along = ex * cx + ey * cy
+        with np.errstate(invalid="ignore"):
+            t = np.sqrt(along * along - dist2 + radius * radius) - along
+        rel = (np.arctan2(cy + t * ey, cx + t * ex) - axis_az + np.pi) % (2 * np.pi) - np.pi
+        rel = rel.reshape(len(rel), -1)
         pad = math.radians(1.0)  # absorbs rounding and the float32 coordinates
+        b_lo, b_hi = rel.min(axis=1) - pad, rel.max(axis=1) + pad
+        everywhere = (self.radii[:, 0] ** 2 <= dist2 * 1.02) | ~(b_hi - b_lo < np.pi) \
+            | ~(np.abs(rel).max(axis=1) <= math.radians(150.0))
+        scale = self.BINS / (2 * np.pi)
+        b0 = np.minimum(((axis_az + b_lo + np.pi) % (2 * np.pi) * scale).astype(np.int64), self.BINS - 1)
+        b1 = np.minimum(((axis_az + b_hi + np.pi) % (2 * np.pi) * scale).astype(np.int64), self.BINS - 1)
+        bins = np.arange(self.BINS)
+        after, before = bins >= b0[:, None], bins <= b1[:, None]
+        rows = np.where((b0 <= b1)[:, None], after & before, after | before) | everywhere[:, None]
+        table = np.zeros((self.BANDS, self.BINS), dtype=bool)
+        table[1:] = rows
+        if everywhere.any():
+            intervals = [(0, self.BINS - 1)]
+        else:
+            intervals = self._bin_intervals(axis_az, float(b_lo.min()), float(b_hi.max()))
+        return table.reshape(-1), intervals
+
+    def ranges(self, intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Index ranges ``[start, end)`` that hold every point whose azimuth bin is in one of ``intervals``: for a
+        point of block J with bin b in [b0, b1], the running max at J is >= b0 and the reverse running min <= b1."""
+        n = self.num_points
+        if self.segments is None or intervals == [(0, self.BINS - 1)]:
+            return [(0, n)]
         out = []
-        for band in range(self.BANDS):
-            base = band * self.BINS
-            inner_m = self.inner_m[band]
-            if inner_m * inner_m <= dist2 * 1.02:
-                out.append((self.starts[base], self.starts[base + self.BINS]))
-                continue
-            rel_band = []
-            for ex, ey in edges:
-                along = ex * cx + ey * cy
-                for radius in self.inner_m[band:band + 2]:  # the last band reaches infinity: the edge direction
-                    t = -along + math.sqrt(along * along - dist2 + radius * radius)
-                    az = math.atan2(cy + t * ey, cx + t * ex)
-                    rel_band.append((az - axis_az + math.pi) % (2 * math.pi) - math.pi)
-                if band + 1 == self.BANDS:
-                    rel_band.append((math.atan2(ey, ex) - axis_az + math.pi) % (2 * math.pi) - math.pi)
-            b_lo, b_hi = min(rel_band) - pad, max(rel_band) + pad
-            if b_hi - b_lo >= math.pi or max(abs(r) for r in rel_band) > math.radians(150.0):
-                out.append((self.starts[base], self.starts[base + self.BINS]))
-                continue
-            b0, b1 = self._bin(axis_az + b_lo), self._bin(axis_az + b_hi)
-            if b0 <= b1:
-                out.append((self.starts[base + b0], self.starts[base + b1 + 1]))
-            else:  # the sector wraps around -x
-                out.append((self.starts[base + b0], self.starts[base + self.BINS]))
-                out.append((self.starts[base], self.starts[base + b1 + 1]))
+        for first, run_max, run_min in self.segments:
+            for b0, b1 in intervals:
+                s = first + int(np.searchsorted(run_max, b0, side="left"))
+                e = first + int(np.searchsorted(run_min, b1, side="right"))
+                if s < e:
+                    out.append((s * self.BLOCK, min(e * self.BLOCK, n)))
         merged: list[tuple[int, int]] = []
         for s, e in sorted(out):
-            if e <= s:
-                continue
             if merged and s <= merged[-1][1]:
                 merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
             else:
                 merged.append((s, e))
         return merged
 
+    def candidates(self, cam_SE3_ref: SE3, bounds) -> np.ndarray | None:
+        """(M,) intp indices of every point that can be in the camera's view (each once), or None for all."""
+        cells = self.table(cam_SE3_ref, bounds)
+        if cells is None:
+            return None
+        table, intervals = cells
+        parts = []
+        for s, e in self.ranges(intervals):
+            hit = _SCRATCH.get("sector_hit", e - s, bool)
+            np.take(table, self.key[s:e], out=hit)
+            found = np.flatnonzero(hit)
+            if s:
+                found += s
+            parts.append(found)
+        parts.append(self.near)
+        total = sum(len(part) for part in parts)
+        return np.concatenate(parts, out=_SCRATCH.get("sector_candidates", total, np.intp))
 
-def _project_rows(camera: CameraModel, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The camera model's projection on (3,N) float32 rows, in float32: u (N,), v (N,), valid (N,).
+
+def _project_xyz(camera: CameraModel, x: np.ndarray, y: np.ndarray, z: np.ndarray, scratch: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The camera model's projection of (N,) float32 camera-frame coordinates, in float32: u (N,), v (N,),
+    valid (N,).
 
     Same formulas and validity rule as the model's ``project`` (front of the near plane, inside the distortion
-    model's one-to-one domain, inside the image); ``tests/fusion`` checks that the two agree. Points that are not
-    valid get finite garbage coordinates. Zero distortion terms are skipped.
+    model's one-to-one domain, inside the image); ``tests/fusion`` checks that the two agree. The pinhole's
+    Jacobian-determinant rule is exact: it is evaluated only beyond the radius within which it provably holds
+    (:func:`_jacobian_safe_r2`). Points that are not valid get arbitrary coordinates. Zero distortion terms are
+    skipped; two-row arrays and in-place ufuncs keep the number of passes over memory low. With ``scratch`` the
+    float arrays (u and v included) live in this thread's scratch buffers, valid until the next such call.
     """
-    x, y, z = rows[0], rows[1], rows[2]
-    front = z > NEAR_M
-    inv_z = np.where(front, z, np.float32(1.0))
-    np.reciprocal(inv_z, out=inv_z)
     if isinstance(camera, FisheyeCamera):
+        return _project_fisheye(camera, x, y, z)
+    k = _constants(camera)
+    n = len(z)
+    f32 = np.float32
+
+    def buffer(name: str, shape) -> np.ndarray:
+        return _SCRATCH.get(name, shape, f32) if scratch else np.empty(shape, dtype=f32)
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inv_z = np.divide(f32(1.0), z, out=buffer("proj_scale", n))
+        xy = buffer("proj_xy", (2, n))  # normalised, then distorted, then pixel coordinates
+        np.multiply(x, inv_z, out=xy[0])
+        np.multiply(y, inv_z, out=xy[1])
+        work = np.multiply(xy, xy, out=buffer("proj_work", (2, n)))
+        r2 = work[0]
+        r2 += work[1]
+        valid = np.greater(z, f32(NEAR_M))
+        valid &= r2 <= f32(k.r2_max)
+        if k.r2_safe < k.r2_max:
+            far = np.flatnonzero(valid & (r2 > f32(k.r2_safe)))
+            if len(far):
+                j00, j01, j11 = camera._jacobian(xy[:, far].T.astype(np.float64))
+                valid[far[j00 * j11 - j01 * j01 <= 0.0625]] = False
+        if k.radial:
+            scale = np.multiply(r2, f32(k.radial[0]), out=inv_z)
+            for c in k.radial[1:]:
+                scale += f32(c)
+                scale *= r2
+            scale += f32(1.0)
+        else:
+            scale = None
+        if k.tangential is not None:
+            p1, p2 = k.tangential
+            # xd = x (radial + 2 p1 y + 2 p2 x) + p2 r2 ;  yd = y (radial + 2 p1 y + 2 p2 x) + p1 r2
+            tmp = work[1]
+            if scale is None:
+                scale = inv_z
+                scale.fill(1.0)
+            np.multiply(xy[1], f32(2 * p1), out=tmp)
+            scale += tmp
+            np.multiply(xy[0], f32(2 * p2), out=tmp)
+            scale += tmp
+            xy *= scale
+            xy += np.multiply(k.p21, r2, out=work)
+        elif scale is not None:
+            xy *= scale
+        xy *= k.focal
+        xy += k.centre
+        np.subtract(xy, k.image_mid, out=work)
+        np.abs(work, out=work)
+        inside = np.less_equal(work, k.image_half)
+        valid &= inside[0]
+        valid &= inside[1]
+    return xy[0], xy[1], valid
+
+
+def _project_fisheye(camera: FisheyeCamera, x: np.ndarray, y: np.ndarray, z: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_project_xyz` for the fisheye model."""
+    f32 = np.float32
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         r = np.hypot(x, y)
         theta = np.arctan2(r, z)
-        k1, k2, k3, k4 = camera.distortion.astype(np.float32)
+        k1, k2, k3, k4 = camera.distortion.astype(f32)
         t2 = theta * theta
         theta_d = theta * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))
-        scale = np.where(r > 1e-12, theta_d / np.maximum(r, np.float32(1e-12)), inv_z)
-        xd, yd = x * scale, y * scale
-        ok = front & (theta <= camera.max_theta_rad)
-    else:
-        xn = x * inv_z
-        yn = y * inv_z
-        r2 = xn * xn
-        r2 += yn * yn
-        ok = front & (r2 <= np.float32(camera.max_normalised_radius2))
-        k1, k2, p1, p2, k3 = (float(c) for c in camera.distortion)
-        radial = None
-        for k in (k3, k2, k1):  # Horner, from the highest non-zero term
-            if radial is None:
-                if k != 0.0:
-                    radial = r2 * np.float32(k)
-            else:
-                radial += np.float32(k)
-                radial *= r2
-        if radial is None:
-            xd, yd = xn, yn
-        else:
-            radial += np.float32(1.0)
-            xd, yd = xn * radial, yn * radial
-        if p1 != 0.0 or p2 != 0.0:
-            xy2 = xn * yn
-            xy2 *= np.float32(2.0)
-            xd = xd + np.float32(p1) * xy2 + np.float32(p2) * (r2 + np.float32(2.0) * xn * xn)
-            yd = yd + np.float32(p1) * (r2 + np.float32(2.0) * yn * yn) + np.float32(p2) * xy2
-    u = xd * np.float32(camera.fx_px)
-    u += np.float32(camera.cx_px)
-    v = yd * np.float32(camera.fy_px)
-    v += np.float32(camera.cy_px)
-    ok &= u >= -0.5
-    ok &= u <= camera.width_px - 0.5
-    ok &= v >= -0.5
-    ok &= v <= camera.height_px - 0.5
+        inv_z = np.divide(f32(1.0), np.where(z > NEAR_M, z, f32(1.0)))
+        scale = np.where(r > 1e-12, theta_d / np.maximum(r, f32(1e-12)), inv_z)
+        u = x * scale
+        u *= f32(camera.fx_px)
+        u += f32(camera.cx_px)
+        v = y * scale
+        v *= f32(camera.fy_px)
+        v += f32(camera.cy_px)
+        ok = (z > NEAR_M) & (theta <= camera.max_theta_rad)
+        ok &= u >= -0.5
+        ok &= u <= camera.width_px - 0.5
+        ok &= v >= -0.5
+        ok &= v <= camera.height_px - 0.5
     return u, v, ok
+
+
+def _project_rows(camera: CameraModel, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_project_xyz` on (3,N) float32 rows ``[x; y; z]`` in the camera frame: u (N,), v (N,), valid (N,)."""
+    return _project_xyz(camera, rows[0], rows[1], rows[2])
+
+
+def _interleave(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(K,) u and v -> fresh (K,2) float32 (``cv2.merge`` interleaves with SIMD)."""
+    if len(u) == 0:
+        return np.zeros((0, 2), dtype=np.float32)
+    return cv2.merge([np.ascontiguousarray(u).reshape(-1, 1), np.ascontiguousarray(v).reshape(-1, 1)]).reshape(-1, 2)
+
+
+def _transform(aos4: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """(M,4) float32 homogeneous rows -> (4,M) float32 camera-frame rows ``[x; y; z; 1]`` with a (3,4) affine map,
+    in a scratch buffer.
+
+    ``cv2.transform`` has a fast path for a 4x4 matrix on 4 channels (its 3x4 one on 4 channels is ~7x slower) and
+    ``cv2.transpose`` turns the result into rows.
+    """
+    m = len(aos4)
+    if m == 0:
+        return np.zeros((4, 0), dtype=np.float32)
+    matrix = np.eye(4, dtype=np.float32)
+    matrix[:3] = affine
+    mapped = cv2.transform(aos4.reshape(-1, 1, 4), matrix, dst=_SCRATCH.get("cam_mapped", (m, 1, 4), np.float32))
+    return cv2.transpose(mapped.reshape(m, 4), dst=_SCRATCH.get("cam_rows", (4, m), np.float32))
 
 
 def project_points(
@@ -527,70 +765,73 @@ def project_points(
     pts = np.asarray(points_ref)
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise ValueError(f"points_ref: expected (P,3), got {pts.shape}")
-    return _project_view(_homogeneous_rows(pts), None, view, world_SE3_ego, reference_ns, rolling_iterations,
+    world_SE3_ego = cached_pose(world_SE3_ego, _pose_times(int(reference_ns), [view], knot_spacing_ns))
+    return _project_view(_homogeneous_aos(pts), None, view, world_SE3_ego, reference_ns, rolling_iterations,
                          knot_spacing_ns)
 
 
-def _project_view(rows4: np.ndarray, index: _SectorIndex | None, view: CameraView, world_SE3_ego: PoseFn,
+def _rolling_span(view: CameraView) -> tuple[int, int]:
+    half_ns = int(round(view.readout_s * 0.5e9))
+    return int(view.timestamp_ns) - half_ns, int(view.timestamp_ns) + half_ns
+
+
+def _pose_times(reference_ns: int, views: list[CameraView], knot_spacing_ns: int) -> list[int]:
+    """Every pose time that projecting into ``views`` asks for (the reference, the image times, the knots over
+    each rolling-shutter readout)."""
+    times = [int(reference_ns)] + [int(v.timestamp_ns) for v in views]
+    for view in views:
+        if view.readout_s > 0:
+            times.extend(_knot_times(*_rolling_span(view), knot_spacing_ns).tolist())
+    return times
+
+
+def _project_view(aos4: np.ndarray, index: _SectorIndex | None, view: CameraView, world_SE3_ego: PoseFn,
                   reference_ns: int, rolling_iterations: int, knot_spacing_ns: int) -> Projection:
-    """Project (4,P) homogeneous reference-frame rows into one camera, using the sector index when given."""
-    num_points = rows4.shape[1]
+    """Project (P,4) homogeneous reference-frame rows into one camera, using the sector index when given."""
+    num_points = len(aos4)
     cam = view.camera
     rolling = view.readout_s > 0
     ref_pose = _call_pose(world_SE3_ego, np.array([int(reference_ns)]))[0]
     ego_mid_SE3_world = _call_pose(world_SE3_ego, np.array([int(view.timestamp_ns)]))[0].inverse()
     cam_SE3_ref = view.cam_SE3_ego.compose(ego_mid_SE3_world).compose(ref_pose)
     bounds = _cull_bounds(cam, _CULL_MARGIN_ROLLING if rolling else _CULL_MARGIN)
-    affine = _affine(cam_SE3_ref)
-
-    slices = None if index is None else index.slices(cam_SE3_ref, bounds)
-    if slices is None:
-        rows, cand = rows4, None
-        p_cam = affine @ rows
-    else:
-        rows = index.rows4
-        sizes = [e - s for s, e in slices]
-        p_cam = np.empty((3, sum(sizes)), dtype=np.float32)
-        pos = 0
-        for (s, e), n in zip(slices, sizes):
-            np.matmul(affine, rows[:, s:e], out=p_cam[:, pos:pos + n])
-            pos += n
-        cand = np.concatenate([index.order[s:e] for s, e in slices]) if slices else np.zeros(0, np.int32)
+    cand = None if index is None else index.candidates(cam_SE3_ref, bounds)
+    rows = aos4 if cand is None else np.take(aos4, cand, axis=0, out=_SCRATCH.get("cam_gather", (len(cand), 4),
+                                                                                  np.float32))
+    x, y, z, _ = _transform(rows, _affine(cam_SE3_ref))
     if rolling:
         # The row poses move points by centimetres: cull on depth and on the normalised-coordinate bounds of the
         # image (relaxed by the rolling-shutter margin), then iterate the row time on the rest.
-        xc, yc, zc = p_cam
-        keep = zc > 0.5 * NEAR_M
+        keep = z > 0.5 * NEAR_M
         if bounds is not None:
             x_lo, x_hi, y_lo, y_hi = (np.float32(b) for b in bounds)
-            keep &= (xc >= x_lo * zc) & (xc <= x_hi * zc) & (yc >= y_lo * zc) & (yc <= y_hi * zc)
+            keep &= (x >= x_lo * z) & (x <= x_hi * z) & (y >= y_lo * z) & (y <= y_hi * z)
         keep = np.flatnonzero(keep)
-        p_cam = np.take(p_cam, keep, axis=1)
+        sub = np.take(rows, keep, axis=0)[:, :3].T
         idx = keep if cand is None else np.take(cand, keep)
+        x, y, z = np.take(x, keep), np.take(y, keep), np.take(z, keep)
     else:
-        # The sector candidates are mostly in view (80-90 %): the exact model runs on all of them at once.
-        idx = np.arange(p_cam.shape[1]) if cand is None else cand
-    u, v, valid = _project_rows(cam, p_cam)
+        idx = cand
+    u, v, valid = _project_xyz(cam, x, y, z, scratch=True)
     if rolling and len(idx):
-        sub = np.take(rows4, idx, axis=1)
-        half_ns = int(round(view.readout_s * 0.5e9))
+        t_first, t_last = _rolling_span(view)
         t_mid = int(view.timestamp_ns)
         # cam(t)_SE3_ref over the readout: cam_SE3_ego . inverse(ref_SE3_world . world_SE3_ego(t)).
-        track = _PoseTrack(world_SE3_ego, t_mid - half_ns, t_mid + half_ns, ref_pose.inverse(),
-                           view.cam_SE3_ego.inverse(), knot_spacing_ns, invert=True)
+        track = _PoseTrack(world_SE3_ego, t_first, t_last, ref_pose.inverse(), view.cam_SE3_ego.inverse(),
+                           knot_spacing_ns, invert=True)
         h = cam.height_px
         for _ in range(max(int(rolling_iterations), 1)):
             row = np.clip(v, 0.0, h - 1.0)
             t_row = t_mid + np.round(view.readout_s * 1e9 * (row / max(h - 1, 1) - 0.5)).astype(np.int64)
-            p_cam = track.apply(sub, t_row)
-            u, v, valid = _project_rows(cam, p_cam)
+            x, y, z = track.apply(sub, t_row)
+            u, v, valid = _project_xyz(cam, x, y, z, scratch=True)
     keep = np.flatnonzero(valid)
-    uv = np.empty((len(keep), 2), dtype=np.float32)
-    uv[:, 0] = np.take(u, keep)
-    uv[:, 1] = np.take(v, keep)
-    return Projection(view.name, num_points, np.take(idx, keep).astype(np.int64), uv,
-                      np.take(p_cam[2], keep), cam.width_px, cam.height_px, float(cam.fy_px))
-
+    k = len(keep)
+    point_index = keep if idx is None else np.take(idx, keep)
+    uv = _interleave(np.take(u, keep, out=_SCRATCH.get("cam_u", k, np.float32)),
+                     np.take(v, keep, out=_SCRATCH.get("cam_v", k, np.float32)))
+    return Projection(view.name, num_points, point_index.astype(np.int64, copy=False), uv, np.take(z, keep),
+                      cam.width_px, cam.height_px, float(cam.fy_px))
 
 
 def project_sweep(
@@ -619,12 +860,24 @@ def project_sweep(
     Raises:
         ValueError: shapes do not match.
     """
-    times = np.asarray(point_times_ns, dtype=np.int64)
+    pts, times, varying = _sweep_times(points_lidar, point_times_ns)
+    p = len(pts)
     if reference_ns is None:
-        reference_ns = int(times) if times.ndim == 0 else int(np.median(times)) if len(times) else 0
-    world_SE3_ego = cached_pose(world_SE3_ego, [int(reference_ns)] + [int(v.timestamp_ns) for v in views])
-    rows4 = _compensate_rows(points_lidar, times, ego_SE3_lidar, world_SE3_ego, reference_ns, knot_spacing_ns)
-    index = _SectorIndex(rows4) if len(views) > 1 and rows4.shape[1] else None
-    projections = [_project_view(rows4, index, v, world_SE3_ego, reference_ns, rolling_iterations, knot_spacing_ns)
+        reference_ns = int(times) if times.ndim == 0 else int(np.median(times)) if p else 0
+    query = _pose_times(int(reference_ns), views, knot_spacing_ns)
+    if varying:
+        query.extend(_knot_times(int(times.min()), int(times.max()), knot_spacing_ns).tolist())
+    world_SE3_ego = cached_pose(world_SE3_ego, query)
+    xyz = np.empty((3, p), dtype=np.float32)
+    _compensate_into(pts, times, varying, ego_SE3_lidar, world_SE3_ego, reference_ns, knot_spacing_ns, xyz)
+    if p:
+        ones = _SCRATCH.get("sweep_ones", (p, 1), np.float32)
+        ones.fill(1.0)
+        aos4 = cv2.merge([xyz[0].reshape(-1, 1), xyz[1].reshape(-1, 1), xyz[2].reshape(-1, 1), ones],
+                         dst=_SCRATCH.get("sweep_aos4", (p, 1, 4), np.float32)).reshape(p, 4)
+    else:
+        aos4 = np.zeros((0, 4), dtype=np.float32)
+    index = _SectorIndex(xyz) if len(views) > 1 and p >= _INDEX_MIN_POINTS else None
+    projections = [_project_view(aos4, index, v, world_SE3_ego, reference_ns, rolling_iterations, knot_spacing_ns)
                    for v in views]
-    return rows4[:3].T, projections
+    return xyz.T, projections

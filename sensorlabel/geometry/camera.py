@@ -21,8 +21,8 @@ import numpy as np
 from sensorlabel.errors import CalibrationError
 
 NEAR_M = 0.1
-# cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS: iterate to 1e-14 (the default stops after 5 iterations).
-_UNDISTORT_CRITERIA = (3, 200, 1e-14)
+# cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS: a good start for the Newton polish (the default stops after 5).
+_UNDISTORT_CRITERIA = (3, 20, 1e-14)
 
 
 def _check_intrinsics(fx: float, fy: float, cx: float, cy: float, width: int, height: int, dist: np.ndarray) -> None:
@@ -107,24 +107,33 @@ class PinholeCamera:
 
         OpenCV's fixed-point iteration stalls for strong distortion near the edge of the one-to-one domain; a few
         Newton steps from its answer converge quadratically. Steps are damped (full, 1/2, 1/4, 1/8: the one with
-        the smallest residual wins, and only if it improves).
+        the smallest residual wins, and only if it improves). Points stop once their residual is below 1e-13.
         """
+        xy = xy.copy()
+        active = np.arange(len(xy))
         for _ in range(iterations):
-            residual = self._distort(xy) - xy_distorted
-            j00, j01, j11 = self._jacobian(xy)
+            cur, target = xy[active], xy_distorted[active]
+            residual = self._distort(cur) - target
+            err = np.linalg.norm(residual, axis=1)
+            moving = err > 1e-13
+            active, cur, target, residual, err = active[moving], cur[moving], target[moving], residual[moving], err[moving]
+            if len(active) == 0:
+                break
+            j00, j01, j11 = self._jacobian(cur)
             det = j00 * j11 - j01 * j01
             ok = np.abs(det) > 1e-12
             safe = np.where(ok, det, 1.0)
             step = np.stack([(j11 * residual[:, 0] - j01 * residual[:, 1]) / safe,
                              (j00 * residual[:, 1] - j01 * residual[:, 0]) / safe], axis=1)
-            best, best_err = xy, np.linalg.norm(residual, axis=1)
+            best, best_err = cur, err
             for fraction in (1.0, 0.5, 0.25, 0.125):
-                candidate = np.where(ok[:, None], xy - fraction * step, xy)
-                err = np.linalg.norm(self._distort(candidate) - xy_distorted, axis=1)
-                better = err < best_err
+                candidate = np.where(ok[:, None], cur - fraction * step, cur)
+                cand_err = np.linalg.norm(self._distort(candidate) - target, axis=1)
+                better = cand_err < best_err
                 best = np.where(better[:, None], candidate, best)
-                best_err = np.where(better, err, best_err)
-            xy = best
+                best_err = np.where(better, cand_err, best_err)
+            xy[active] = best
+            active = active[best_err < err]  # a point that cannot improve is done
         return xy
 
     def _monotonic_r2_limit(self) -> float:
@@ -194,17 +203,25 @@ class PinholeCamera:
             return np.zeros((0, 3))
         xy_cv = cv2.undistortPoints(uv, self.K, self.distortion, criteria=_UNDISTORT_CRITERIA).reshape(-1, 2)
         xy_d = (uv.reshape(-1, 2) - [self.cx_px, self.cy_px]) / [self.fx_px, self.fy_px]
-        # Far out the map has a second preimage beyond the fold; start Newton from OpenCV's answer and from two
-        # points well inside, and keep the converged root that lies on the one-to-one sheet.
-        scale = np.minimum(1.0, 0.9 * np.sqrt(self._r2_max / np.maximum(np.sum(xy_d**2, axis=1), 1e-300)))
-        roots = [self._newton_undistort(start, xy_d) for start in (xy_cv, xy_d * scale[:, None], 0.5 * xy_d)]
-        xy, best = roots[0], np.full(len(xy_d), np.inf)
-        for root in roots:
+        # Far out the map has a second preimage beyond the fold. Newton polishes OpenCV's answer; only pixels whose
+        # root is off the one-to-one sheet or not converged try two more starts well inside, keeping the best root.
+        def cost(root: np.ndarray, target: np.ndarray) -> np.ndarray:
             j00, j01, j11 = self._jacobian(root)
             on_sheet = (np.sum(root**2, axis=1) <= self._r2_max) & (j00 * j11 - j01 * j01 > 0.0625)
-            cost = np.linalg.norm(self._distort(root) - xy_d, axis=1) + np.where(on_sheet, 0.0, 1.0)
-            take = cost < best
-            xy, best = np.where(take[:, None], root, xy), np.where(take, cost, best)
+            return np.linalg.norm(self._distort(root) - target, axis=1) + np.where(on_sheet, 0.0, 1.0)
+
+        xy = self._newton_undistort(xy_cv, xy_d)
+        best = cost(xy, xy_d)
+        retry = np.flatnonzero(best > 1e-9)
+        if len(retry):
+            target = xy_d[retry]
+            scale = np.minimum(1.0, 0.9 * np.sqrt(self._r2_max / np.maximum(np.sum(target**2, axis=1), 1e-300)))
+            for start in (target * scale[:, None], 0.5 * target):
+                root = self._newton_undistort(start, target)
+                c = cost(root, target)
+                take = c < best[retry]
+                xy[retry[take]] = root[take]
+                best[retry[take]] = c[take]
         rays = np.concatenate([xy, np.ones((len(xy), 1))], axis=1)
         return rays / np.linalg.norm(rays, axis=1, keepdims=True)
 

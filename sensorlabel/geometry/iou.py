@@ -19,6 +19,8 @@ apart they are.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from sensorlabel.geometry.boxes import Boxes
@@ -26,25 +28,22 @@ from sensorlabel.geometry.boxes import Boxes
 _EPS = 1e-9
 _NEXT4 = np.array([1, 2, 3, 0])
 _NEXT24 = np.roll(np.arange(24), -1)
-#: convex_hull_area tests every ordered pair of points as a hull edge, all at once (O(M K^3) memory, no loop), up
-#: to this many M * K^3 elements (a few pairs per frame in the tracker); beyond it, it peels reflex vertices.
-_HULL_EDGE_TEST_MAX = 32768
+#: convex_hull_area finds every hull edge at once (no loop, O(M K^2) memory) up to this many M * K^2 elements (the
+#: tracker's few pairs per frame, where the call count is the cost); beyond it, it peels reflex vertices in rounds.
+_HULL_SUCCESSOR_MAX = 65536
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
 
 
-def _inside_convex(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """points (M,K,2), poly (M,4,2) counter-clockwise -> (M,K) bool, boundary included."""
-    edge = poly.take(_NEXT4, axis=1) - poly  # (M,4,2)
-    rel = points[:, None, :, :] - poly[:, :, None, :]  # (M,4,K,2)
-    # Reduced over the outer edge axis: numpy does that as whole-block operations (a short inner axis is slow).
-    return np.logical_and.reduce(_cross(edge[:, :, None, :], rel) >= -1e-9, axis=1)
-
-
 def polygon_intersection_area(poly_a: np.ndarray, poly_b: np.ndarray) -> np.ndarray:
     """Areas of the intersections of paired convex quadrilaterals.
+
+    The vertices of the intersection are the corners of each inside the other and the edge-edge crossings; they
+    are ordered by angle about their centroid and measured with the shoelace formula. At a few pairs (the tracker's
+    every frame) the cost is the number of numpy calls, so x and y are kept as separate contiguous arrays, one
+    (M,4,4) array of cross products serves both the inside tests and the crossing parameters, and gathers use take().
 
     Args:
         poly_a, poly_b: (M,4,2) counter-clockwise corners.
@@ -55,35 +54,42 @@ def polygon_intersection_area(poly_a: np.ndarray, poly_b: np.ndarray) -> np.ndar
     m = poly_a.shape[0]
     if m == 0:
         return np.zeros(0)
-    # The call count, not the array size, is the cost at a few pairs (the tracker's every frame): both inside
-    # tests in one call, and take() instead of fancy indexing.
-    inside = _inside_convex(np.concatenate([poly_a, poly_b]), np.concatenate([poly_b, poly_a]))
-    # Edge-edge crossings: p + t r meets q + u s.
-    p = poly_a[:, :, None, :]
-    r = (poly_a.take(_NEXT4, axis=1) - poly_a)[:, :, None, :]
-    q = poly_b[:, None, :, :]
-    s = (poly_b.take(_NEXT4, axis=1) - poly_b)[:, None, :, :]
-    denom = _cross(r, s)  # (M,4,4)
-    qp = q - p
-    # Parallel edges (denominator 0) never cross; a unit denominator keeps their t, u finite and unused.
+    ax, ay, bx, by = poly_a[..., 0], poly_a[..., 1], poly_b[..., 0], poly_b[..., 1]
+    eax, eay = ax.take(_NEXT4, axis=1) - ax, ay.take(_NEXT4, axis=1) - ay  # (M,4) edge i: corner i -> i+1
+    ebx, eby = bx.take(_NEXT4, axis=1) - bx, by.take(_NEXT4, axis=1) - by
+    dx, dy = bx[:, None, :] - ax[:, :, None], by[:, None, :] - ay[:, :, None]  # (M,4,4): b_k - a_i at [m, i, k]
+    eax, eay, ebx, eby = eax[:, :, None], eay[:, :, None], ebx[:, None, :], eby[:, None, :]
+    side_b = ebx * dy - eby * dx  # -cross(B's edge k, a_i - b_k): a_i is inside B when <= 0 for every k
+    side_a = eax * dy - eay * dx  # cross(A's edge i, b_k - a_i): b_k is inside A when >= 0 for every i
+    a_in_b = np.logical_and.reduce(side_b <= 1e-9, axis=2)
+    b_in_a = np.logical_and.reduce(side_a >= -1e-9, axis=1)
+    # Edge-edge crossings a_i + t ea_i = b_k + u eb_k; parallel edges (denominator 0) never cross, and a unit
+    # denominator keeps their t, u finite and unused.
+    denom = eax * eby - eay * ebx
     parallel = np.abs(denom) <= _EPS
-    safe = np.where(parallel, 1.0, denom)
-    t = _cross(qp, s) / safe
-    u = _cross(qp, r) / safe
+    minus_denom = -np.where(parallel, 1.0, denom)
+    t, u = side_b / minus_denom, side_a / minus_denom
     cross_ok = ~parallel & (t >= 0) & (t <= 1) & (u >= 0) & (u <= 1)
-    crossings = (p + (t * cross_ok)[..., None] * r).reshape(m, 16, 2)
-    pts = np.concatenate([poly_a, poly_b, crossings], axis=1)  # (M,24,2)
-    valid = np.concatenate([inside[:m], inside[m:], cross_ok.reshape(m, 16)], axis=1)
+    x = np.concatenate([ax, bx, (ax[:, :, None] + t * eax).reshape(m, 16)], axis=1)  # (M,24) candidates
+    y = np.concatenate([ay, by, (ay[:, :, None] + t * eay).reshape(m, 16)], axis=1)
+    valid = np.concatenate([a_in_b, b_in_a, cross_ok.reshape(m, 16)], axis=1)
     count = valid.sum(axis=1)
-    centroid = (valid[:, None, :] @ pts)[:, 0, :] / np.maximum(count, 1)[:, None]
-    angle = np.arctan2(pts[..., 1] - centroid[:, None, 1], pts[..., 0] - centroid[:, None, 0])
+    weight = valid / np.maximum(count, 1)[:, None]
+    angle = np.arctan2(y - (y * weight).sum(axis=1)[:, None], x - (x * weight).sum(axis=1)[:, None])
     angle[~valid] = np.inf
-    order = (np.argsort(angle, axis=1) + 24 * np.arange(m)[:, None]).reshape(-1)
-    pts, valid = pts.reshape(-1, 2).take(order, axis=0).reshape(m, 24, 2), valid.reshape(-1).take(order).reshape(m, 24)
+    order = (np.argsort(angle, axis=1) + _row_offsets(m, 24)).reshape(-1)
+    x, y, valid = x.reshape(-1).take(order), y.reshape(-1).take(order), valid.reshape(-1).take(order)
+    x, y, valid = x.reshape(m, 24), y.reshape(m, 24), valid.reshape(m, 24)
     # Invalid slots repeat the first vertex, so their shoelace terms vanish and the polygon closes.
-    pts = np.where(valid[..., None], pts, pts[:, :1, :])
-    area = 0.5 * _cross(pts, pts.take(_NEXT24, axis=1)).sum(axis=1)
+    x, y = np.where(valid, x, x[:, :1]), np.where(valid, y, y[:, :1])
+    area = 0.5 * (x * y.take(_NEXT24, axis=1) - y * x.take(_NEXT24, axis=1)).sum(axis=1)
     return np.where(count >= 3, np.abs(area), 0.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _row_offsets(m: int, k: int) -> np.ndarray:
+    """(M,1) flat offsets of the rows of an (M,K) array."""
+    return (np.arange(m) * k)[:, None]
 
 
 def convex_hull_area(points: np.ndarray) -> np.ndarray:
@@ -103,8 +109,8 @@ def convex_hull_area(points: np.ndarray) -> np.ndarray:
     m, k = pts.shape[:2]
     if m == 0:
         return np.zeros(0)
-    if m * k**3 <= _HULL_EDGE_TEST_MAX:
-        return _convex_hull_area_edge_test(pts)
+    if m * k * k <= _HULL_SUCCESSOR_MAX:
+        return _convex_hull_area_successor(pts)
     # "+ 0.0" turns -0.0 into +0.0: points on the ray at angle pi must not split between -pi and +pi.
     rel = pts - pts.mean(axis=1, keepdims=True) + 0.0
     order = np.lexsort((-np.hypot(rel[..., 0], rel[..., 1]), np.arctan2(rel[..., 1], rel[..., 0])), axis=-1)
@@ -136,34 +142,52 @@ def convex_hull_area(points: np.ndarray) -> np.ndarray:
     return 0.5 * np.abs(np.where(valid, _cross(rel, p_next), 0.0).sum(axis=1))
 
 
-def _convex_hull_area_edge_test(pts: np.ndarray) -> np.ndarray:
-    """convex_hull_area for few sets: a fixed number of numpy calls, no loop (see :func:`convex_hull_area`).
+def _convex_hull_area_successor(pts: np.ndarray) -> np.ndarray:
+    """convex_hull_area without a loop, for few sets (see :func:`convex_hull_area`); (M,K,2) -> (M,).
 
-    The directed pair (i, j) is a counter-clockwise hull edge when every point lies strictly left of the line i->j
-    or on it within the closed segment [i, j]; then the intermediate points of a collinear run are skipped and only
-    its outer pair counts. Repeated points count once. The area is the shoelace sum over the hull edges.
+    Seen from a hull vertex p_i, every other point lies in a cone of at most pi that faces the mean of the points,
+    and the next hull vertex counter-clockwise is the one at the smallest angle from the outward direction (the
+    farthest of several at that angle, so the middle points of a straight hull edge are skipped). Every point gets
+    such a successor; p_i -> successor is kept as a hull edge when no point lies right of it and points on its line
+    lie within it, which rejects the points inside the hull. The area is the shoelace sum over the kept edges;
+    repeated points start an edge once. Arrays are laid out [set, other point, point] so that the reductions run
+    over an outer axis, which numpy does as whole-block operations.
     """
     m, k = pts.shape[:2]
     rel = pts - pts.mean(axis=1, keepdims=True)
     x, y = rel[..., 0], rel[..., 1]
-    dx = x[:, None, :] - x[:, :, None]  # (M,K,K): p_j - p_i at [m, i, j]
-    dy = y[:, None, :] - y[:, :, None]
+    dx = x[:, :, None] - x[:, None, :]  # (M,K,K): p_j - p_i at [m, j, i]
+    dy = y[:, :, None] - y[:, None, :]
     len2 = dx * dx + dy * dy
     scale2 = len2.reshape(m, -1).max(axis=1)[:, None, None]
-    # The tested point k is axis 1: numpy reduces an outer axis as whole-block operations, a short inner one per
-    # output element (several times slower at these sizes).
-    ex, ey = dx[:, None, :, :], dy[:, None, :, :]
-    fx, fy = np.swapaxes(dx, 1, 2)[:, :, :, None], np.swapaxes(dy, 1, 2)[:, :, :, None]
-    side = ex * fy - ey * fx  # (M,K,K,K): cross(p_j - p_i, p_k - p_i) at [m, k, i, j]
-    along = ex * fx + ey * fy  # dot(p_j - p_i, p_k - p_i)
-    tol = (1e-12 * scale2)[:, None]
-    on_segment = (side >= -tol) & (along >= 0.0) & (along <= len2[:, None])
-    edge = np.logical_and.reduce((side > tol) | on_segment, axis=1)  # (M,K,K) at [m, i, j]
-    distinct = len2 > 1e-18 * scale2
-    first = ~np.logical_or.reduce(~distinct & np.tri(k, k, -1, dtype=bool).T, axis=1)  # no equal point before
-    edge &= distinct & first[:, :, None] & first[:, None, :]
-    twice_area = x[:, :, None] * y[:, None, :] - y[:, :, None] * x[:, None, :]
-    return 0.5 * (twice_area * edge).reshape(m, -1).sum(axis=1)
+    same = len2 <= 1e-18 * scale2
+    theta = (np.arctan2(dy, dx) - np.arctan2(y, x)[:, None, :]) % (2.0 * np.pi)
+    theta[same] = np.inf
+    near = theta <= theta.min(axis=1, keepdims=True) + 1e-9
+    succ = np.argmax(np.where(near, len2, -1.0), axis=1) * k + _successor_offsets(m, k)  # flat index of [m, j, i]
+    ex, ey, e2 = dx.reshape(-1).take(succ), dy.reshape(-1).take(succ), len2.reshape(-1).take(succ)  # (M,K)
+    side = ex[:, None, :] * dy - ey[:, None, :] * dx  # (M,K,K): cross(p_succ - p_i, p_k - p_i) at [m, k, i]
+    along = ex[:, None, :] * dx + ey[:, None, :] * dy
+    tol = 1e-12 * scale2
+    # The slack on `along` keeps a corner repeated with rounding (a box turned by pi) within the edge; points that
+    # close are one point for `same`, so no edge counts twice.
+    e2_lo, e2_hi = -1e-9 * e2[:, None, :], (1.0 + 1e-9) * e2[:, None, :]
+    ok = (side > tol) | ((side >= -tol) & (along >= e2_lo) & (along <= e2_hi))
+    first = ~np.logical_or.reduce(same & _earlier_mask(k), axis=1)  # no equal point before p_i
+    edge = np.logical_and.reduce(ok, axis=1) & first & (e2 > 1e-18 * scale2[:, 0])
+    return 0.5 * ((x * ey - y * ex) * edge).sum(axis=1)
+
+
+@functools.lru_cache(maxsize=8)
+def _earlier_mask(k: int) -> np.ndarray:
+    """(K,K) bool, [j, i] true for j < i."""
+    return np.tri(k, k, -1, dtype=bool).T
+
+
+@functools.lru_cache(maxsize=64)
+def _successor_offsets(m: int, k: int) -> np.ndarray:
+    """(M,K) flat offsets of [m, 0, i] in an (M,K,K) array."""
+    return (np.arange(m)[:, None] * (k * k) + np.arange(k)[None, :]).astype(np.intp)
 
 
 _CORNER_SIGNS_BEV = np.array([[1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0]])

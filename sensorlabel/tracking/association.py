@@ -129,30 +129,35 @@ def associate(
         return _no_match(t, d)
     diff = tracks_box7[:, None, :3] - detections_box7[None, :, :3]
     centre_dist2 = (diff * diff).sum(axis=2)
-    size_t, size_d = tracks_box7[:, 4:7], detections_box7[:, 4:7]
-    half_diag_t = 0.5 * np.sqrt((size_t * size_t).sum(axis=1))
-    half_diag_d = 0.5 * np.sqrt((size_d * size_d).sum(axis=1))
-    reach = half_diag_t[:, None] + half_diag_d[None, :] + gate_margin_m
+    half_diag_t = 0.5 * np.sqrt((tracks_box7[:, 4:7] ** 2).sum(axis=1))
+    half_diag_d = 0.5 * np.sqrt((detections_box7[:, 4:7] ** 2).sum(axis=1))
+    reach = half_diag_t[:, None] + (half_diag_d + gate_margin_m)[None, :]
     candidate = (track_class[:, None] == detection_class[None, :]) & (centre_dist2 <= reach * reach)
     if track_stream is not None and detection_stream is not None:
         candidate &= track_stream[:, None] == detection_stream[None, :]
     rows, cols = np.nonzero(candidate)
     if rows.size == 0:
         return _no_match(t, d)
-    pair_class = track_class[rows]
-    codes = class_metric[pair_class]
-    affinity = -np.sqrt(centre_dist2[rows, cols])
-    present = np.bincount(codes, minlength=len(METRICS))
-    for code in np.flatnonzero(present).tolist():
-        if code == _CENTER_DISTANCE:
-            continue
-        if present[code] == rows.size:
-            affinity = _polygonal_affinity(tracks_box7[rows], detections_box7[cols], code)
+    # take() and boolean masks rather than fancy indexing: at a handful of pairs the call overhead is the cost.
+    pair_class = track_class.take(rows)
+    codes = class_metric.take(pair_class)
+    threshold = class_threshold.take(pair_class)
+    first = int(codes[0])
+    if (codes == first).all():  # one metric in this frame (the usual case): no per-metric selection
+        if first == _CENTER_DISTANCE:
+            affinity = -np.sqrt(centre_dist2[candidate])
+            admissible = -affinity <= threshold
         else:
-            sel = codes == code
-            affinity[sel] = _polygonal_affinity(tracks_box7[rows[sel]], detections_box7[cols[sel]], code)
-    threshold = class_threshold[pair_class]
-    admissible = np.where(codes == _CENTER_DISTANCE, -affinity <= threshold, affinity >= threshold)
+            affinity = _polygonal_affinity(tracks_box7.take(rows, axis=0), detections_box7.take(cols, axis=0), first)
+            admissible = affinity >= threshold
+    else:
+        affinity = -np.sqrt(centre_dist2[candidate])
+        for code in np.unique(codes).tolist():
+            if code != _CENTER_DISTANCE:
+                sel = codes == code
+                affinity[sel] = _polygonal_affinity(tracks_box7.take(rows[sel], axis=0),
+                                                    detections_box7.take(cols[sel], axis=0), code)
+        admissible = np.where(codes == _CENTER_DISTANCE, -affinity <= threshold, affinity >= threshold)
     if not admissible.all():
         rows, cols, affinity = rows[admissible], cols[admissible], affinity[admissible]
         if rows.size == 0:
@@ -167,7 +172,8 @@ def associate(
     match_r, match_c = linear_sum_assignment(cost)
     match_cost = cost[match_r, match_c]
     ok = match_cost < forbidden
-    match_r, match_c, match_cost = match_r[ok], match_c[ok], match_cost[ok]
+    if not ok.all():
+        match_r, match_c, match_cost = match_r[ok], match_c[ok], match_cost[ok]
     track_free = np.ones(t, dtype=bool)
     track_free[match_r] = False
     det_free = np.ones(d, dtype=bool)

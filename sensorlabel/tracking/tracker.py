@@ -264,7 +264,7 @@ class Tracker:
         group.x[:], group.P[:] = group.model.predict(group.x, group.P, dt_s)
 
     def _correct(self, group: _TrackGroup, rows: np.ndarray, box7: np.ndarray) -> None:
-        group.x[rows], group.P[rows] = group.model.update(group.x[rows], group.P[rows], box7)
+        group.x[rows], group.P[rows] = group.model.update(group.x.take(rows, axis=0), group.P.take(rows, axis=0), box7)
 
     def _associate(self, tracks_box7, track_class, detections_box7, detection_class, track_stream, detection_stream):
         return associate(tracks_box7, track_class, detections_box7, detection_class, self._metric,
@@ -341,22 +341,27 @@ class Tracker:
         assoc = self._associate(pred, metas[:, _CLS], box7, det_class, metas[:, _STREAM], det_stream)
         if assoc.matches.shape[0]:
             m_track, m_det = assoc.matches[:, 0], assoc.matches[:, 1]
-            # Track rows of the groups are consecutive in `pred`; the matches come sorted by track row.
-            bounds = np.searchsorted(m_track, np.cumsum([0] + [g.n for g in active])).tolist()
-            offset = 0
-            for k, g in enumerate(active):
-                lo, hi = bounds[k], bounds[k + 1]
-                if hi > lo:
-                    rows, dets = m_track[lo:hi] - offset, m_det[lo:hi]
-                    self._correct(g, rows, box7[dets])
-                    meta = g.meta
-                    meta[rows, _HITS] += 1
-                    meta[rows, _MISSES] = 0
-                    meta[rows, _DET_INDEX] = dets
-                    meta[rows, _DET_ID] = det_ids[dets]
-                    g.score[rows] = scores[dets]
-                offset += g.n
+            if len(active) == 1:
+                self._update_matched(active[0], m_track, m_det, box7, scores, det_ids)
+            else:
+                # Track rows of the groups are consecutive in `pred`; the matches come sorted by track row.
+                offsets = np.cumsum([0] + [g.n for g in active])
+                bounds = np.searchsorted(m_track, offsets).tolist()
+                for k, g in enumerate(active):
+                    lo, hi = bounds[k], bounds[k + 1]
+                    if hi > lo:
+                        self._update_matched(g, m_track[lo:hi] - offsets[k], m_det[lo:hi], box7, scores, det_ids)
         return assoc.unmatched_detections
+
+    def _update_matched(self, g: _TrackGroup, rows, dets, box7, scores, det_ids) -> None:
+        """Kalman update of the group's track rows with their detection rows, and their bookkeeping."""
+        self._correct(g, rows, box7.take(dets, axis=0))
+        meta = g.meta
+        meta[rows, _HITS] += 1
+        meta[rows, _MISSES] = 0
+        meta[rows, _DET_INDEX] = dets
+        meta[rows, _DET_ID] = det_ids.take(dets)
+        g.score[rows] = scores.take(dets)
 
     def _start_tracks(self, new, box7, det_class, scores, det_ids, det_stream) -> None:
         """Tentative tracks for the detection rows `new`, in the group of their class's motion model."""

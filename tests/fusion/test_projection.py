@@ -96,14 +96,19 @@ def test_box_edges_are_clipped_at_the_near_plane() -> None:
     assert empty.box2d_px.shape == (0, 4)
 
 
-def test_sector_index_keeps_every_point_a_camera_sees() -> None:
+@pytest.mark.parametrize("order", ["firing", "random"])
+def test_sector_index_keeps_every_point_a_camera_sees(order: str) -> None:
     """Projecting a sweep into many cameras at once (sector index) gives exactly the per-camera projections, for
-    cameras mounted off the ego axis, looking sideways, backwards, tilted, with a moving ego."""
+    cameras mounted off the ego axis, looking sideways, backwards, tilted, with a moving ego; with the points in
+    firing order (azimuth increasing with the index from behind the car, the seam included: the azimuth
+    envelopes restrict each camera to index ranges) and in random order (no envelopes)."""
     rng = np.random.default_rng(7)
     # A dense ring of points at all ranges (0.5-80 m) and heights, as a lidar sees them.
     n = 60000
     r = np.exp(rng.uniform(np.log(0.5), np.log(80.0), n))
     az = rng.uniform(-np.pi, np.pi, n)
+    if order == "firing":  # a spinning lidar starting slightly before the seam, with per-beam azimuth jitter
+        az = np.sort(az) + 0.05 + rng.normal(0.0, 0.002, n)
     pts = np.column_stack([r * np.cos(az), r * np.sin(az), rng.uniform(-2.0, 4.0, n)])
     times = np.sort(rng.integers(0, 100_000_000, n))
     views = []
@@ -119,7 +124,26 @@ def test_sector_index_keeps_every_point_a_camera_sees() -> None:
         return SE3.from_yaw(0.3 * s, np.column_stack([15.0 * s, np.zeros_like(s), np.zeros_like(s)]))
 
     _, together = project_sweep(pts, times, SE3.identity(), views, pose, 50_000_000)
-    for view, proj in zip(views, together):
+    for view, proj in zip(views, together, strict=True):
         _, (alone,) = project_sweep(pts, times, SE3.identity(), [view], pose, 50_000_000)
         assert len(alone) > 500
         assert np.array_equal(np.sort(proj.point_index), np.sort(alone.point_index)), view.name
+
+
+def test_domain_rule_with_strong_tangential_distortion() -> None:
+    """Where the tangential terms can fold the map inside the radial limit, the float32 kernel applies the exact
+    Jacobian rule of ``PinholeCamera.project`` beyond the radius where it provably holds."""
+    camera = PinholeCamera(500.0, 500.0, 640.0, 360.0, 1280, 720, [-0.05, 0.0, 0.08, -0.06, 0.0])
+    rng = np.random.default_rng(3)
+    pts = rng.uniform([-60, -40, 0.2], [60, 40, 20], size=(200000, 3))
+    uv_ref, ok_ref = camera.project(pts)
+    j00, j01, j11 = camera._jacobian(pts[:, :2] / pts[:, 2:3])
+    folded = (np.sum((pts[:, :2] / pts[:, 2:3]) ** 2, axis=1) <= camera.max_normalised_radius2) \
+        & (j00 * j11 - j01 * j01 <= 0.0625)
+    u, v, ok = _project_rows(camera, pts.T.astype(np.float32))
+    assert folded.sum() > 100 and not ok[folded].any()
+    near_border = (np.abs(uv_ref[:, 0] + 0.5) < 0.01) | (np.abs(uv_ref[:, 0] - camera.width_px + 0.5) < 0.01) \
+        | (np.abs(uv_ref[:, 1] + 0.5) < 0.01) | (np.abs(uv_ref[:, 1] - camera.height_px + 0.5) < 0.01)
+    assert ((ok == ok_ref) | near_border).all()
+    both = ok & ok_ref
+    assert np.abs(np.stack([u, v], 1)[both] - uv_ref[both]).max() < 0.01

@@ -7,8 +7,12 @@ import pytest
 import shapely
 
 from sensorlabel.geometry import Boxes
-from sensorlabel.geometry.iou import iou_3d_paired
-from sensorlabel.tracking.association import associate, bev_corners, metric_code, paired_affinity
+from sensorlabel.geometry.iou import bev_corners_yaw, giou_3d, giou_bev, iou_3d_paired
+from sensorlabel.tracking.association import associate, metric_code, paired_affinity
+
+
+def bev_corners(box7: np.ndarray) -> np.ndarray:
+    return bev_corners_yaw(box7[:, :2], box7[:, 4:6], box7[:, 3])
 
 
 def _random_pairs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -31,6 +35,15 @@ def test_iou_3d_equals_geometry_module():
     a, b = _random_pairs(200)
     ref = iou_3d_paired(Boxes.from_yaw(a[:, :3], a[:, 4:], a[:, 3]), Boxes.from_yaw(b[:, :3], b[:, 4:], b[:, 3]))
     assert np.allclose(paired_affinity(a, b, "iou_3d"), ref, atol=1e-9)
+
+
+def test_every_metric_equals_the_boxes_api_of_the_geometry_module():
+    a, b = _random_pairs(60, seed=2)
+    ba = Boxes.from_yaw(a[:, :3], a[:, 4:], a[:, 3])
+    bb = Boxes.from_yaw(b[:, :3], b[:, 4:], b[:, 3])
+    for metric, fn in [("giou_3d", giou_3d), ("giou_bev", giou_bev)]:
+        np.testing.assert_allclose(paired_affinity(a, b, metric), np.diag(fn(ba, bb)), atol=1e-9)
+    np.testing.assert_allclose(paired_affinity(a, b, "center_distance"), -np.linalg.norm(a[:, :3] - b[:, :3], axis=1))
 
 
 def test_giou_3d_against_a_direct_computation():

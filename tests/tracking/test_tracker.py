@@ -181,3 +181,36 @@ def test_unknown_class_uses_default_config():
     for f in range(4):
         out = tracker.update(box, ["Bus"], [0.5], f * DT_S)
     assert out.label.tolist() == ["Bus"] and out.track_id.tolist() == [0]
+
+
+def test_many_tracks_grow_the_arrays_and_empty_frames_cost_nothing():
+    # 150 cars in a grid (past the 64 preallocated rows), two motion models at once, and frames with nothing.
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(np.arange(15) * 10.0, np.arange(10) * 10.0), -1).reshape(-1, 2)
+    n = len(grid)
+    cfg = TrackerConfig(classes={"Car": ClassTrackingConfig("giou_3d", -0.2, "cv", 1, 3),
+                                 "Cyclist": ClassTrackingConfig("giou_3d", -0.2, "ctrv", 1, 3)})
+    tracker = Tracker(cfg)
+    labels = np.where(np.arange(n) % 3 == 0, "Cyclist", "Car")
+    velocity = rng.uniform(-3, 3, (n, 2))
+    heading = np.arctan2(velocity[:, 1], velocity[:, 0])  # objects move along their heading (CTRV's model)
+    seen = []
+    for f in range(8):
+        if f in (3, 4):  # two empty frames: the tracks coast (output for one frame), none is dropped (max age 3)
+            out = tracker.update(np.zeros((0, 7)), np.zeros(0, str), np.zeros(0), f * DT_S)
+            assert len(out) == (n if f == 3 else 0) and (out.detection_index == -1).all()
+            continue
+        box7 = np.c_[grid + velocity * f * DT_S, np.zeros(n), heading, np.tile([4.0, 2.0, 1.5], (n, 1))]
+        out = tracker.update(box7, labels, np.ones(n), f * DT_S)
+        assert len(out) == n
+        # Every track keeps its object: the detection that updated it is the same row every frame.
+        order = np.argsort(out.detection_index)
+        assert (out.detection_index[order] == np.arange(n)).all()
+        seen.append(out.track_id[order])
+        # Filtered, so not on the detections; after the two-frame gap the velocity of a new track is still rough.
+        np.testing.assert_allclose(out.box7[order, :2], box7[:, :2], atol=0.3 if f < 3 else 0.6)
+        assert (out.label[order] == labels).all()
+    assert all((ids == seen[0]).all() for ids in seen)
+    assert len(np.unique(seen[0])) == n
+    empty = Tracker(cfg).update(np.zeros((0, 7)), np.zeros(0, str), np.zeros(0), 0.0)
+    assert len(empty) == 0 and empty.box7.shape == (0, 7) and empty.velocity_xy.shape == (0, 2)

@@ -48,8 +48,10 @@ def _check_window_and_drag(qtbot, drive_path):
     qtbot.waitExposed(window)
     frame = next(f for f in range(c.session.num_frames) if len(c.session.boxes(f)) and
                  c.session.frame_data(f).num_points)
+    renders = window.view3d.render_count
     c.session.go_to(frame)
     qtbot.wait(200)
+    assert window.view3d.render_count == renders + 1, "one OpenGL render per frame step"
     shot = _image(window)
     assert shot.std() > 20, "the window is blank"
     view3d = _image(window.view3d)

@@ -141,3 +141,26 @@ def test_new_box_by_click_in_the_birds_eye_view(app_window, drive_path, qtbot, s
     assert len(new) == 1 and new.source[0] == "human"
     assert np.hypot(*(new.boxes.center_m[0, :2] - truth.center_m[car, :2])) < 1.0
     assert c.selection.track_id == int(new.track_id[0])
+
+
+def test_timeline_label_is_not_hidden_by_keyframe_markers(qtbot):
+    from PySide6 import QtGui
+    from sensorlabel.viewer.views.panels import Timeline
+
+    timeline = Timeline()
+    qtbot.addWidget(timeline)
+    timeline.resize(400, 90)
+    frames = np.arange(50)
+    timeline.set_data(50, np.array([7]), frames, np.zeros(50, np.int64), frames % 10 == 0, {7: "Car"},
+                      np.arange(0, 50, 2))  # a keyframe marker every 16 px, from x = 4
+    timeline.set_frame(1)  # the cursor at x = 12, inside the label
+    image = timeline.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    rgb = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())[
+        :, : 3 * image.width()].reshape(image.height(), image.width(), 3).astype(int)
+    label_row, marker_row = rgb[: Timeline._LABEL_PX], rgb[Timeline._LABEL_PX: Timeline._HEADER_PX]
+    yellow = (np.abs(rgb - [255, 210, 80]).max(axis=2) < 40)
+    assert not yellow[: Timeline._LABEL_PX].any(), "a keyframe marker is drawn in the label row"
+    assert yellow[Timeline._LABEL_PX: Timeline._HEADER_PX].sum() > 20 * 10  # every marker is whole, below it
+    text = rgb[:, :120][: Timeline._LABEL_PX].min(axis=2) > 150  # light text pixels
+    assert text.sum() > 40, "the frame label is not drawn"
+    assert marker_row.shape[0] > 8 and label_row.shape[0] == Timeline._LABEL_PX

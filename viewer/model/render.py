@@ -4,21 +4,37 @@ points drawn in. The UI thread then only uploads these arrays and draws the boxe
 at every redraw, never prefetched).
 
 Images are kept in the layouts Qt displays without conversion: the bird's-eye raster as (H,W) uint32 ``0xffRRGGBB``
-(``QImage.Format_RGB32``), camera images as (h,w,3) uint8 RGB (``Format_RGB888``).
+(``QImage.Format_RGB32``), camera images as (h,w,4) uint8 RGBX (``Format_RGBX8888``; a pixel is one 32-bit word,
+so a point is one store). The boxes' wireframes in each camera (:func:`project_wireframes`) depend on the labels:
+they are computed for the boxes read on the UI thread and cached by the boxes' geometry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sensorlabel.geometry.boxes import Boxes
+from sensorlabel.geometry.camera import NEAR_M
+
 from .palette import _DEPTH_LUT, depth_bins
+
+if TYPE_CHECKING:
+    from .session import CameraFrame
 
 #: Bird's-eye raster: cell size and half extent (the raster covers [-75, 75) m in ego x and y).
 RASTER_RES_M = 0.15
 RASTER_HALF_M = 75.0
 BACKGROUND_RGB = (18, 20, 26)
+#: Samples per box edge of the camera wireframes (distorted cameras draw curved edges).
+SAMPLES_PER_EDGE = 8
+
+
+#: The depth colours as RGBX pixels (bytes R, G, B, 255 in memory).
+_DEPTH_LUT_RGBX = np.ascontiguousarray(np.c_[_DEPTH_LUT, np.full(len(_DEPTH_LUT), 255, np.uint8)]).view(
+    np.uint32).reshape(-1)
 
 
 def pack_rgb32(rgb: np.ndarray) -> np.ndarray:
@@ -38,7 +54,7 @@ def rasterize_bev(points_ego: np.ndarray, rgb32: np.ndarray, res_m: float = RAST
     Returns:
         (n,n) uint32, n = 2 * half_m / res_m. Row i is y = -half_m + (i + 0.5) * res_m, column j likewise x.
     """
-    n = int(round(2 * half_m / res_m))
+    n = round(2 * half_m / res_m)
     image = np.full(n * n, pack_rgb32(np.array([BACKGROUND_RGB]))[0], np.uint32)
     if len(points_ego):
         ij = ((points_ego[:, :2] + np.float32(half_m)) * np.float32(1.0 / res_m)).astype(np.int32)
@@ -51,24 +67,86 @@ def rasterize_bev(points_ego: np.ndarray, rgb32: np.ndarray, res_m: float = RAST
     return image.reshape(n, n)
 
 
-def draw_points(image_rgb: np.ndarray, uv_px: np.ndarray, depth_m: np.ndarray) -> None:
+def draw_points(image_rgbx: np.ndarray, uv_px: np.ndarray, depth_m: np.ndarray) -> None:
     """Draw projected points into an image, in place, as 2x2 dots coloured by depth, nearer points on top.
 
     Args:
-        image_rgb: (h,w,3) uint8. uv_px: (K,2) pixel coordinates in this image. depth_m: (K,) depths.
+        image_rgbx: (h,w,4) uint8 C-contiguous (each pixel is written as one 32-bit word).
+        uv_px: (K,2) pixel coordinates in this image. depth_m: (K,) depths.
     """
     if len(uv_px) == 0:
         return
-    h, w = image_rgb.shape[:2]
+    h, w = image_rgbx.shape[:2]
     bins = depth_bins(depth_m)
     order = np.argsort(255 - bins, kind="stable")  # radix sort of uint8: near points drawn last, on top
     col = np.clip(uv_px[order, 0].astype(np.int32), 0, w - 2)
     row = np.clip(uv_px[order, 1].astype(np.int32), 0, h - 2)
-    colors = _DEPTH_LUT[bins[order]]
-    flat = image_rgb.reshape(-1, 3)
+    colors = _DEPTH_LUT_RGBX[bins[order]]
+    flat = image_rgbx.reshape(-1).view(np.uint32)
     base = row * w + col
     for offset in (0, 1, w, w + 1):  # the 2x2 dot
         flat[base + offset] = colors
+
+
+def _normalised_bounds(camera) -> np.ndarray | None:
+    """(4,) x/z and y/z limits (lo_x, hi_x, lo_y, hi_y) of the image, widened by 10 %, from rays through its
+    border; None when the field of view reaches 90 degrees off axis (fisheye), where no such bound exists."""
+    w, h = camera.width_px, camera.height_px
+    s = np.linspace(0, 1, 17)
+    border = np.concatenate([np.c_[s * (w - 1), np.zeros_like(s)], np.c_[s * (w - 1), np.full_like(s, h - 1)],
+                             np.c_[np.zeros_like(s), s * (h - 1)], np.c_[np.full_like(s, w - 1), s * (h - 1)]])
+    rays = camera.unproject(border)
+    if not np.isfinite(rays).all() or (rays[:, 2] < 0.05).any():
+        return None
+    xn, yn = rays[:, 0] / rays[:, 2], rays[:, 1] / rays[:, 2]
+    pad_x, pad_y = 0.1 * (xn.max() - xn.min()), 0.1 * (yn.max() - yn.min())
+    return np.array([xn.min() - pad_x, xn.max() + pad_x, yn.min() - pad_y, yn.max() + pad_y])
+
+
+_BOUNDS: dict[int, tuple[object, np.ndarray | None]] = {}
+
+
+def frustum_candidates(boxes: Boxes, cam_SE3_ego, camera) -> np.ndarray:
+    """(N,) bool: the box may be visible. False when all 8 corners are behind the near plane or all outside one
+    side of the image's (widened) viewing pyramid; the box is convex, so it is then entirely out of view."""
+    if len(boxes) == 0:
+        return np.zeros(0, bool)
+    corners = cam_SE3_ego.transform_points(boxes.corners().reshape(-1, 3)).reshape(-1, 8, 3)
+    x, y, z = corners[..., 0], corners[..., 1], corners[..., 2]
+    out = (z <= NEAR_M).all(axis=1)
+    cached = _BOUNDS.get(id(camera))
+    if cached is None or cached[0] is not camera:
+        cached = _BOUNDS[id(camera)] = (camera, _normalised_bounds(camera))
+    bounds = cached[1]
+    if bounds is not None:
+        lo_x, hi_x, lo_y, hi_y = bounds
+        out |= (x < lo_x * z).all(axis=1) | (x > hi_x * z).all(axis=1)
+        out |= (y < lo_y * z).all(axis=1) | (y > hi_y * z).all(axis=1)
+    return ~out
+
+
+def project_wireframes(cam: CameraFrame, boxes: Boxes) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes' clipped, sampled edges and enclosing 2D boxes in one camera, in *reduced* image pixels.
+
+    Args:
+        cam: the camera at this frame. boxes: N boxes, ego frame at the frame time.
+
+    Returns:
+        edges (N,12,S,2) float64 (NaN where clipped, out of the model's domain, or the box is out of view) and
+        box2d (N,4) ``x1, y1, x2, y2`` (NaN when not visible).
+    """
+    from sensorlabel.fusion import project_boxes
+
+    n = len(boxes)
+    edges = np.full((n, 12, SAMPLES_PER_EDGE, 2), np.nan)
+    box2d = np.full((n, 4), np.nan)
+    keep = np.flatnonzero(frustum_candidates(boxes, cam.cam_SE3_ego, cam.camera))
+    if len(keep):
+        proj = project_boxes(boxes[keep], cam.cam_SE3_ego, cam.camera, samples_per_edge=SAMPLES_PER_EDGE,
+                             fraction_grid=1)
+        edges[keep] = proj.edges_uv_px / cam.scale
+        box2d[keep] = proj.box2d_px / cam.scale
+    return edges, box2d
 
 
 @dataclass(frozen=True)
@@ -77,10 +155,10 @@ class FrameRender:
 
     Attributes:
         frame: frame index. color_mode: the point colour mode these colours are for.
-        rgba: (P,4) float32 C-contiguous point colours in [0, 1] (the 3D view).
+        rgba: (P,4) uint8 C-contiguous point colours (the 3D view).
         bev_rgb32: (n,n) uint32 bird's-eye raster (:func:`rasterize_bev`).
-        camera_images: per camera of the drive, (h,w,3) uint8 RGB with the points drawn (when ``show_points``),
-            or None when the camera has no image at this frame.
+        camera_images: per camera of the drive, (h,w,4) uint8 RGBX (``QImage.Format_RGBX8888``) with the points
+            drawn (when ``show_points``), or None when the camera has no image at this frame.
     """
 
     frame: int
@@ -91,16 +169,18 @@ class FrameRender:
 
 
 def prepare_frame(data, rgba: np.ndarray, color_mode: str, show_points: bool = True) -> FrameRender:
-    """Build the :class:`FrameRender` of a ``FrameData`` whose points have colours ``rgba`` (P,4) float32."""
-    rgb = (np.clip(rgba[:, :3], 0, 1) * 255).astype(np.uint8)
+    """Build the :class:`FrameRender` of a ``FrameData`` whose points have colours ``rgba`` (P,4) float32 in [0, 1]."""
+    import cv2
+
+    rgba8 = (np.clip(rgba, 0, 1) * 255 + 0.5).astype(np.uint8)
     images = []
     for cam in data.cameras:
         if cam.image_rgb is None:
             images.append(None)
             continue
-        image = cam.image_rgb.copy()
+        image = cv2.cvtColor(cam.image_rgb, cv2.COLOR_RGB2RGBA)
         if show_points:
             draw_points(image, cam.uv_px, cam.depth_m)
         images.append(image)
-    return FrameRender(data.frame, color_mode, np.ascontiguousarray(rgba, np.float32),
-                       rasterize_bev(data.points_ego, pack_rgb32(rgb)), tuple(images))
+    return FrameRender(data.frame, color_mode, rgba8, rasterize_bev(data.points_ego, pack_rgb32(rgba8[:, :3])),
+                       tuple(images))

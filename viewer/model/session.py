@@ -27,7 +27,7 @@ import numpy as np
 
 from sensorlabel.geometry.se3 import SE3
 
-from .render import FrameRender, prepare_frame
+from .render import FrameRender, prepare_frame, project_wireframes
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,12 @@ def decode_image(encoded: bytes, scale: int) -> np.ndarray | None:
     if bgr is None:
         return None
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _log_failure(future: Future) -> None:
+    """A prefetch that failed is only logged: the UI thread loads the frame again when it is shown, and raises."""
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("prefetch failed: %r", future.exception())
 
 
 class Session:
@@ -217,19 +223,39 @@ class Session:
 
         return self._cached(key, build)
 
-    def prefetch(self, frame: int, color_mode: str = "height") -> Future | None:
-        """Start preparing ``frame`` (:meth:`frame_render`) on the worker thread; returns its future, or None when
-        the frame is out of range, already cached, prefetching is off, or sweeps are aggregated (aggregation reads
-        the labels, which only the UI thread may touch)."""
+    def wireframes(self, boxes, frame: int | None = None) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """The wireframes of ``boxes`` (a :class:`Boxes` of the frame, ego frame) in every camera of a frame (the
+        current one by default): per camera, (N,12,S,2) edge samples and (N,4) 2D boxes in reduced image pixels
+        (:func:`.render.project_wireframes`); cached by the boxes' geometry, so a redraw for a new selection or a
+        frame prefetched with the same boxes reuses them."""
+        frame = self.frame if frame is None else int(frame)
+        aggregate = self.aggregate_sweeps
+        key = ("wire", frame, aggregate, len(boxes), boxes.center_m.tobytes(), boxes.lwh_m.tobytes(),
+               boxes.quat_wxyz.tobytes())
+
+        def build():
+            data = self._cached(("data", frame, aggregate), lambda: self._load(frame, aggregate))
+            return tuple(project_wireframes(cam, boxes) for cam in data.cameras)
+
+        return self._cached(key, build)
+
+    def prefetch(self, frame: int, color_mode: str = "height", boxes=None) -> Future | None:
+        """Start preparing ``frame`` (:meth:`frame_render`, and :meth:`wireframes` of ``boxes`` when given: read
+        them on the UI thread) on the worker thread; returns its future, or None when the frame is out of range,
+        prefetching is off, or sweeps are aggregated (aggregation reads the labels, which only the UI thread
+        may touch)."""
         if self._executor is None or self.aggregate_sweeps > 1 or not 0 <= int(frame) < self.num_frames:
             return None
-        key = ("render", int(frame), 1, color_mode, self.show_camera_points)
-        with self._lock:
-            if key in self._cache:
-                return None
-            if key in self._pending:
-                return self._pending[key]
-        return self._executor.submit(self.frame_render, int(frame), color_mode)
+        frame = int(frame)
+
+        def job() -> None:
+            self.frame_render(frame, color_mode)
+            if boxes is not None:
+                self.wireframes(boxes, frame)
+
+        future = self._executor.submit(job)
+        future.add_done_callback(_log_failure)
+        return future
 
     def _cached(self, key: tuple, compute: Callable[[], object]):
         """The cache entry ``key``, computing it once (other threads asking meanwhile wait for that result)."""
@@ -254,7 +280,7 @@ class Session:
         with self._lock:
             self._cache[key] = value
             del self._pending[key]
-            while len(self._cache) > 2 * self._cache_frames:  # frame data and drawing data of each frame
+            while len(self._cache) > 3 * self._cache_frames:  # frame data, drawing data, wireframes of each frame
                 self._cache.popitem(last=False)
         future.set_result(value)
         return value

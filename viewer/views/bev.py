@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from sensorlabel.geometry.boxes import Boxes
 
@@ -113,6 +113,8 @@ class BirdsEyeEditor(pg.PlotWidget):
         for side in ("left", "bottom"):
             self.getAxis(side).setTextPen(pg.mkPen((150, 155, 170)))
             self.getAxis(side).setPen(pg.mkPen((80, 85, 100)))
+            # A new raster repaints the whole viewport: the axes are then blitted from a pixmap, not re-drawn.
+            self.getAxis(side).setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.setLabel("bottom", "x ego (m)")
         self.setLabel("left", "y ego (m)")
         self.raster = RasterItem(RASTER_HALF_M)

@@ -76,6 +76,7 @@ class OrthoPanel(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.pose: BoxPose | None = None
+        self._shown = False
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         views = QtWidgets.QHBoxLayout()
@@ -106,6 +107,9 @@ class OrthoPanel(QtWidgets.QWidget):
 
     def set_box(self, pose: BoxPose | None, points_ego: np.ndarray) -> None:
         """Show the points around ``pose`` (None clears the views and disables the form)."""
+        if pose is None and self.pose is None and self._shown:
+            return  # nothing selected before or now: leave the views alone (no repaint on a frame step)
+        self._shown = True
         self.pose = pose
         for spin in self.spins.values():
             spin.setEnabled(pose is not None)

@@ -19,7 +19,8 @@ class Timeline(QtWidgets.QWidget):
     """
 
     frameRequested = QtCore.Signal(int)
-    _HEADER_PX = 14
+    _LABEL_PX = 14  # the "frame N / M" row
+    _HEADER_PX = 26  # label row + keyframe marker row, then one row per track
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -27,7 +28,7 @@ class Timeline(QtWidgets.QWidget):
         self.frame = 0
         self.keyframes = np.zeros(0, np.int64)
         self._image: QtGui.QImage | None = None
-        self.setMinimumHeight(70)
+        self.setMinimumHeight(80)
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Preferred)
 
     def set_data(self, num_frames: int, track_ids: np.ndarray, frames: np.ndarray, rows: np.ndarray,
@@ -61,18 +62,24 @@ class Timeline(QtWidgets.QWidget):
         body = QtCore.QRect(0, self._HEADER_PX, self.width(), self.height() - self._HEADER_PX)
         if self._image is not None:
             p.drawImage(body, self._image)
+        # Keyframe markers in their own row under the label row, so neither hides the other.
+        top, tip = self._LABEL_PX + 1, self._HEADER_PX - 2
         p.setPen(QtGui.QPen(QtGui.QColor(255, 210, 80)))
         p.setBrush(QtGui.QColor(255, 210, 80))
         for k in self.keyframes:
             x = self._x(k)
-            p.drawPolygon(QtGui.QPolygonF([QtCore.QPointF(x - 4, 2), QtCore.QPointF(x + 4, 2),
-                                           QtCore.QPointF(x, self._HEADER_PX - 2)]))
+            p.drawPolygon(QtGui.QPolygonF([QtCore.QPointF(x - 4, top), QtCore.QPointF(x + 4, top),
+                                           QtCore.QPointF(x, tip)]))
         x = self._x(self.frame)
         p.setPen(QtGui.QPen(QtGui.QColor(80, 180, 255), 2))
         p.drawLine(QtCore.QPointF(x, 0), QtCore.QPointF(x, self.height()))
+        # The label last, on its own background: the frame cursor passes under it, not through it.
+        text = f"frame {self.frame} / {self.num_frames - 1}"
+        box = QtCore.QRectF(p.fontMetrics().boundingRect(text)).adjusted(-3, 0, 3, 0)
+        box.moveTopLeft(QtCore.QPointF(2, (self._LABEL_PX - box.height()) / 2))
+        p.fillRect(box, QtGui.QColor(22, 24, 30))
         p.setPen(QtGui.QColor(200, 205, 215))
-        p.drawText(QtCore.QRectF(4, 0, 200, self._HEADER_PX), QtCore.Qt.AlignmentFlag.AlignLeft,
-                   f"frame {self.frame} / {self.num_frames - 1}")
+        p.drawText(box, QtCore.Qt.AlignmentFlag.AlignCenter, text)
         p.end()
 
     def _frame_at(self, x: float) -> int:
