@@ -292,7 +292,7 @@ def run_viewer(path: str | os.PathLike) -> int:
         share_gl_contexts()
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     app.setApplicationName("sensorlabel")
-    window, controller = build_window(Path(path))
+    window, _controller = build_window(Path(path))  # the window keeps the controller
     window.show()
     logger.info("viewer on %s", path)
     return int(app.exec())

@@ -158,15 +158,19 @@ class Controller(QtCore.QObject):
         self._prefetch_pending = True  # started by the window once it has painted this frame (prefetch_next)
 
     def prefetch_next(self) -> None:
-        """Start preparing the next frame in the stepping direction, with its boxes as stored now (the window calls
-        this after painting, so that the worker does not compete with the paint of the frame on screen)."""
+        """Start preparing the next two frames in the stepping direction, with their boxes as stored now (the window
+        calls this after painting, so that the worker does not compete with the paint of the frame on screen)."""
         if not self._prefetch_pending:
             return
         self._prefetch_pending = False
         s = self.session
-        nxt = s.frame + self._direction
-        if 0 <= nxt < s.num_frames:
-            self.prefetch_future = s.prefetch(nxt, self.color_mode, s.boxes(nxt).boxes)
+        # Two frames ahead: when the user holds the step key, the worker prepares frame +2 while the UI thread
+        # draws frame +1 (one worker thread, so they are prepared in this order).
+        for ahead in (1, 2):
+            nxt = s.frame + ahead * self._direction
+            if 0 <= nxt < s.num_frames:
+                future = s.prefetch(nxt, self.color_mode, s.boxes(nxt).boxes)
+                self.prefetch_future = future or self.prefetch_future
 
     def refresh_boxes(self) -> None:
         """Draw the current frame's boxes (read from the store) in every view."""

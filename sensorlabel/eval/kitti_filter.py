@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from sensorlabel.eval.matching import box_ioa_2d, paired_iou_3d, same_frame_pairs
 from sensorlabel.errors import FormatError
+from sensorlabel.eval.matching import box_ioa_2d, paired_iou_3d, same_frame_pairs
 from sensorlabel.eval.mot import SequenceData, amota, clear_mot, hota
 from sensorlabel.formats.kitti import DONT_CARE, KittiLabelTable, kitti_to_boxes_rect, read_kitti_tracking_labels
 from sensorlabel.geometry.se3 import SE3

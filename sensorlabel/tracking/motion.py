@@ -73,6 +73,7 @@ class MotionModel(ABC):
         self.noise = noise or MotionNoise()
         n = self.noise
         self.R = np.diag([n.position_m**2] * 3 + [n.yaw_rad**2] + [n.size_m**2] * 3)
+        self._P0 = np.diag(np.concatenate([np.diag(self.R), self._init_motion_var()]))  # (d, d) prior of new tracks
 
     # ----- provided by the models -------------------------------------------------------------------------------
     @abstractmethod
@@ -110,9 +111,7 @@ class MotionModel(ABC):
         x = np.zeros((m, self.state_dim))
         x[:, :MEAS_DIM] = box7
         x[:, YAW] = wrap_angle(x[:, YAW])
-        var = np.concatenate([np.diag(self.R), self._init_motion_var()])
-        P = np.broadcast_to(np.diag(var), (m, self.state_dim, self.state_dim)).copy()
-        return x, P
+        return x, np.broadcast_to(self._P0, (m, self.state_dim, self.state_dim)).copy()
 
     def update(self, x: np.ndarray, P: np.ndarray, box7: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Kalman update of M states with their matched measurements (row i with row i).

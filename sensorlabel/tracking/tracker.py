@@ -442,6 +442,19 @@ def boxes_to_box7(boxes: Boxes) -> np.ndarray:
     return np.concatenate([boxes.center_m, boxes.yaw_rad[:, None], boxes.lwh_m], axis=1)
 
 
+def _box7_in_frame(box7: np.ndarray, x_axis: np.ndarray, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    """box7 rows moved by ``target_SE3_source`` = (rotation (3,3), translation (3,)), raw arrays only.
+
+    ``x_axis`` (N, 3) is each box's own x axis in the source frame; the heading in the target frame is that of the
+    moved axis about +z, as :meth:`Boxes.transform` then :func:`boxes_to_box7` give, also for tilted boxes.
+    """
+    out = box7.copy()
+    out[:, :3] = box7[:, :3] @ rotation.T + translation
+    axis = x_axis @ rotation.T
+    out[:, 3] = np.arctan2(axis[:, 1], axis[:, 0])
+    return out
+
+
 def track_sequence(
     detections_ego: Sequence[Boxes],
     timestamps_ns: np.ndarray,
@@ -449,6 +462,10 @@ def track_sequence(
     config: TrackerConfig | None = None,
 ) -> list[Boxes]:
     """Track a whole sequence, compensating the ego motion when poses are given.
+
+    The detections of all frames become box7 rows in one conversion, each frame's rows move to the world frame as raw
+    arrays, and the tracks of all frames come back as Boxes in one batched transform: no frame pays for building and
+    validating Boxes or for quaternion conversions of its own.
 
     Args:
         detections_ego: per frame, the detections in that frame's ego frame (z up), with label and score.
@@ -467,13 +484,29 @@ def track_sequence(
     if timestamps_ns.shape[0] != n or (world_SE3_ego is not None and len(world_SE3_ego) != n):
         raise ValueError(f"{n} frames, {timestamps_ns.shape[0]} timestamps and "
                          f"{'no' if world_SE3_ego is None else len(world_SE3_ego)} poses must agree")
+    if n == 0:
+        return []
     tracker = Tracker(config)
-    t0 = int(timestamps_ns[0]) if n else 0
-    out = []
-    for i, boxes in enumerate(detections_ego):
-        pose = None if world_SE3_ego is None else world_SE3_ego[i]
-        boxes_world = boxes if pose is None or len(boxes) == 0 else boxes.transform(pose)
-        tracks = tracker.update(boxes_to_box7(boxes_world), boxes_world.label, boxes_world.score,
-                                (int(timestamps_ns[i]) - t0) * 1e-9).to_boxes()
-        out.append(tracks if pose is None or len(tracks) == 0 else tracks.transform(pose.inverse()))
-    return out
+    every = Boxes.concatenate(list(detections_ego))
+    bounds = np.cumsum([0] + [len(b) for b in detections_ego]).tolist()
+    box7_ego = boxes_to_box7(every)
+    if world_SE3_ego is not None:
+        x_axis_ego = every.rotation[:, :, 0]
+        rotations = world_SE3_ego.rotation.reshape(n, 3, 3)
+        translations = world_SE3_ego.translation.reshape(n, 3)
+    t0 = int(timestamps_ns[0])
+    outputs = []
+    for i in range(n):
+        box7 = box7_ego[bounds[i]:bounds[i + 1]]
+        if world_SE3_ego is not None:
+            box7 = _box7_in_frame(box7, x_axis_ego[bounds[i]:bounds[i + 1]], rotations[i], translations[i])
+        outputs.append(tracker.update(box7, every.label[bounds[i]:bounds[i + 1]], every.score[bounds[i]:bounds[i + 1]],
+                                      (int(timestamps_ns[i]) - t0) * 1e-9))
+    frame = np.repeat(np.arange(n), [len(o) for o in outputs])
+    box7 = np.concatenate([o.box7 for o in outputs])
+    tracks = Boxes.from_yaw(box7[:, :3], box7[:, 4:7], box7[:, 3], np.concatenate([o.track_id for o in outputs]),
+                            np.concatenate([o.label for o in outputs]), np.concatenate([o.score for o in outputs]))
+    if world_SE3_ego is not None and len(tracks):
+        tracks = tracks.transform(world_SE3_ego.inverse()[frame])
+    out_bounds = np.cumsum([0] + [len(o) for o in outputs]).tolist()
+    return [tracks[out_bounds[i]:out_bounds[i + 1]] for i in range(n)]

@@ -144,8 +144,8 @@ def test_ego_motion_compensation_keeps_static_objects_still():
 
 
 def test_streams_track_independently_and_equal_separate_runs():
-    truth_a, det_a = make_scene(seed=0, num_frames=30)
-    truth_b, det_b = make_scene(seed=1, num_frames=30)
+    _, det_a = make_scene(seed=0, num_frames=30)
+    _, det_b = make_scene(seed=1, num_frames=30)
     separate = []
     for dets in (det_a, det_b):
         tr = Tracker()

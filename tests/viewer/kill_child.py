@@ -8,11 +8,10 @@ import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import numpy as np  # noqa: E402
-from PySide6 import QtWidgets  # noqa: E402
-
-from sensorlabel.viewer.app import build_window  # noqa: E402
-from sensorlabel.viewer.model import editing  # noqa: E402
+import numpy as np
+from PySide6 import QtWidgets
+from sensorlabel.viewer.app import build_window
+from sensorlabel.viewer.model import editing
 
 app = QtWidgets.QApplication([])
 window, c = build_window(sys.argv[1], with_3d=False)

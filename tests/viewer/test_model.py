@@ -6,13 +6,13 @@ import sys
 
 import numpy as np
 import pytest
-
-from sensorlabel.drive import Drive, LabelStore
 from sensorlabel.viewer.model import editing, operations
 from sensorlabel.viewer.model.commands import Command, HistoryConflictError, UndoStack
 from sensorlabel.viewer.model.editing import BoxPose
 from sensorlabel.viewer.model.selection import Selection
 from sensorlabel.viewer.model.session import Session
+
+from sensorlabel.drive import Drive, LabelStore
 
 
 def test_model_does_not_import_qt():

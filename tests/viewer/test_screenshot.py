@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui
 from PySide6.QtTest import QTest
+from sensorlabel.viewer.model.palette import class_color
 
 from sensorlabel.drive import LabelStore
-from sensorlabel.viewer.model.palette import class_color
 
 pytestmark = pytest.mark.gl
 
@@ -52,6 +52,9 @@ def _check_window_and_drag(qtbot, drive_path):
     c.session.go_to(frame)
     qtbot.wait(200)
     assert window.view3d.render_count == renders + 1, "one OpenGL render per frame step"
+    window.view3d.orbit(15, 0)  # what a mouse drag in the 3D view does
+    qtbot.wait(50)
+    assert window.view3d.render_count == renders + 2, "the 3D view re-renders after a camera move"
     shot = _image(window)
     assert shot.std() > 20, "the window is blank"
     view3d = _image(window.view3d)

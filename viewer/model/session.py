@@ -130,7 +130,7 @@ class Session:
     by one thread is waited for, not loaded twice. Labels are read only on the calling (UI) thread.
     """
 
-    def __init__(self, drive, camera_target_width_px: int = 480, cache_frames: int = 6, prefetch: bool = True):
+    def __init__(self, drive, camera_target_width_px: int = 480, cache_frames: int = 8, prefetch: bool = True):
         self.drive = drive
         self.store = drive.labels
         self.camera_target_width_px = int(camera_target_width_px)
