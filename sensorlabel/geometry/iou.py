@@ -11,6 +11,10 @@ Two paths compute the same numbers:
 the 3D intersection is the bird's-eye intersection area times the overlap of the vertical extents. Pairs whose
 bird's-eye circumcircles do not meet are skipped (their IoU is 0), so sparse scenes cost little more than N.
 
+:func:`iou_paired_yaw` gives the same IoU/GIoU for paired boxes given as raw arrays (centre, size, yaw), without
+building :class:`Boxes`: the tracker's association calls it every frame with a handful of pairs, where the number of
+numpy calls, not the array sizes, is the cost.
+
 Generalised IoU (Rezatofighi et al., CVPR 2019), for the tracker's association cost: ``GIoU = IoU - (C - U) / C``
 with U the union and C the smallest enclosing shape: the convex hull of both bird's-eye footprints (times the
 vertical span of both boxes in 3D). GIoU lies in (-1, 1] and, unlike IoU, still ranks disjoint boxes by how far
@@ -42,8 +46,8 @@ def polygon_intersection_area(poly_a: np.ndarray, poly_b: np.ndarray) -> np.ndar
 
     The vertices of the intersection are the corners of each inside the other and the edge-edge crossings; they
     are ordered by angle about their centroid and measured with the shoelace formula. At a few pairs (the tracker's
-    every frame) the cost is the number of numpy calls, so x and y are kept as separate contiguous arrays, one
-    (M,4,4) array of cross products serves both the inside tests and the crossing parameters, and gathers use take().
+    every frame) the cost is the number of numpy calls, so x and y are handled as separate arrays, one (M,4,4) array
+    of cross products per polygon serves both the inside tests and the crossing parameters, and gathers use take().
 
     Args:
         poly_a, poly_b: (M,4,2) counter-clockwise corners.
