@@ -11,12 +11,17 @@ import pytest
 os.environ.setdefault("LIBGL_ALWAYS_SOFTWARE", "1")
 
 
-def pytest_sessionstart(session):
-    # pyqtgraph caches compiled shader programs per class: every GL view must share one context group, set
-    # before pytest-qt creates the QApplication (as run_viewer does).
+def _share_gl_contexts() -> None:
+    # pyqtgraph caches compiled shader programs per class: every GL view must share one context group, set before
+    # pytest-qt creates the QApplication (as run_viewer does). This runs when the conftest is imported: a
+    # pytest_sessionstart hook here would never run when pytest starts from the repository root, because this
+    # conftest is only loaded during collection, after the session has started.
     from sensorlabel.viewer.app import share_gl_contexts
 
     share_gl_contexts()
+
+
+_share_gl_contexts()
 
 
 @pytest.hookimpl(trylast=True)
