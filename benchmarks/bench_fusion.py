@@ -212,9 +212,30 @@ def main() -> None:
                  "repeats, medians and wall-clock minima given too. error_compensated uses the analytic trajectory, "
                  "error_compensated_100hz_poses the interpolated samples.",
     }
+    details = record
+    record = {
+        "benchmark": "fusion",
+        "figures": [
+            {"name": "project_120k_points_6_cameras_1600x900_cpu", "value": t_ours, "unit": "ms",
+             "baseline_name": "nuScenes-devkit style map_pointcloud_to_image per camera (no compensation, no "
+                              "distortion, no depth buffer)", "baseline_value": t_base, "ratio": t_base / t_ours,
+             "target": 10.0},
+            {"name": "points_projected_per_s_per_core", "value": details["points_projected_per_s_per_core"],
+             "unit": "points/s", "baseline_name": None, "baseline_value": None, "ratio": None, "target": None},
+            {"name": "aggregation_10_sweeps", "value": t_agg, "unit": "ms", "baseline_name": None,
+             "baseline_value": None, "ratio": None, "target": None},
+            {"name": "max_error_compensated_15mps_30ms", "value": details["error_compensated"]["max_px"], "unit": "px",
+             "baseline_name": "median error without motion compensation",
+             "baseline_value": details["error_uncompensated"]["median_px"],
+             "ratio": details["error_uncompensated"]["median_px"] / max(details["error_compensated"]["max_px"], 1e-9),
+             "target": None},
+        ],
+        "checks": {"compensated_error_below_0.5px": bool(details["error_compensated"]["max_px"] < 0.5)},
+        "details": details,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "fusion.json").write_text(json.dumps(record, indent=1))
-    _plot(record, err_comp, err_naive, err_sweep_only, RESULTS / "fusion.png")
+    _plot(details, err_comp, err_naive, err_sweep_only, RESULTS / "fusion.png")
     print(json.dumps(record))
 
 

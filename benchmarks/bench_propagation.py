@@ -89,7 +89,7 @@ def main() -> int:
         ours_s, base_s, written = _labels_only_timing(gt, 10)
         figures.append({"name": "av2_labels_only_propagation_wall", "value": ours_s, "unit": "s",
                         "baseline_name": "linear world-frame baseline, same keyframes (in memory, no store)",
-                        "baseline_value": base_s, "ratio": ours_s / max(base_s, 1e-9), "target": 5.0})
+                        "baseline_value": base_s, "ratio": base_s / max(ours_s, 1e-9), "target": None})
         details["av2_boxes_written"] = written
         checks["av2_labels_only_under_5s"] = ours_s < 5.0
 
