@@ -18,6 +18,7 @@ Corners 0, 1, 4, 5 form the front face (+x).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -147,12 +148,14 @@ class Boxes:
         return Boxes(**fields)
 
     # ----- geometry ---------------------------------------------------------------------------------------------
-    @property
+    @functools.cached_property
     def rotation(self) -> np.ndarray:
-        """(N,3,3) frame_R_object."""
+        """(N,3,3) frame_R_object (computed once: a Boxes never changes)."""
         if len(self) == 0:
             return np.zeros((0, 3, 3))
-        return Rotation.from_quat(self.quat_wxyz[:, [1, 2, 3, 0]]).as_matrix()
+        rotation = Rotation.from_quat(self.quat_wxyz[:, [1, 2, 3, 0]]).as_matrix()
+        rotation.flags.writeable = False
+        return rotation
 
     @property
     def yaw_rad(self) -> np.ndarray:
@@ -256,7 +259,8 @@ class Boxes:
         offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
         box_idx = reg_box[np.repeat(cell_start[cid], counts) + offsets]
         # Exact closed test in float64, one box axis at a time, dropping rejected pairs as we go.
-        d = [np.take(pts[cand, j].astype(np.float64), rep) - np.take(self.center_m[:, j], box_idx) for j in range(3)]
+        diff = np.take(pts[cand, :3].astype(np.float64), rep, axis=0) - np.take(self.center_m, box_idx, axis=0)
+        d = [diff[:, 0], diff[:, 1], diff[:, 2]]
         keep = np.arange(total)
         for i in range(3):
             bk = box_idx[keep]
