@@ -11,16 +11,25 @@ from sensorlabel.errors import FormatError
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def read_file_bytes(path: Path) -> bytes:
+    """The whole file (possibly empty).
+
+    Raises:
+        FormatError: unreadable, naming the OS reason.
+    """
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+
+
 def read_nonempty_bytes(path: Path) -> bytes:
     """The whole file.
 
     Raises:
         FormatError: unreadable (naming the OS reason) or empty.
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+    data = read_file_bytes(path)
     if not data:
         raise FormatError(path, "empty file")
     return data

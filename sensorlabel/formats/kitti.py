@@ -56,7 +56,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import FormatError
-from sensorlabel.formats.fileio import encoded_image_size, read_nonempty_bytes
+from sensorlabel.formats.fileio import encoded_image_size, read_file_bytes, read_nonempty_bytes
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.se3 import SE3
 
@@ -82,10 +82,7 @@ _CALIB_SIZES = {"P0": 12, "P1": 12, "P2": 12, "P3": 12, "R0_rect": 9, "Tr_velo_t
 # ======================================================================================================================
 def _read_text(path: Path) -> str:
     """The whole file as text. Raises FormatError when missing, unreadable or not UTF-8."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+    data = read_file_bytes(path)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from sensorlabel.errors import FormatError
-from sensorlabel.formats.fileio import encoded_image_size, read_nonempty_bytes
+from sensorlabel.formats.fileio import encoded_image_size, read_file_bytes, read_nonempty_bytes
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.se3 import SE3
 
@@ -78,10 +78,7 @@ def detection_name(label: str) -> str | None:
 # Reading helpers
 # ======================================================================================================================
 def _load_json(path: Path):
-    try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+    text = read_file_bytes(path)
     try:
         return json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

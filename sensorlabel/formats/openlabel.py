@@ -38,6 +38,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import FormatError, InvalidTransformError
+from sensorlabel.formats.fileio import read_file_bytes
 from sensorlabel.formats import atomic_write_bytes
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.se3 import SE3
@@ -364,9 +365,7 @@ def read_openlabel(path: str | Path) -> OpenLabelScene:
     path = Path(path)
     r = _Reader(path)
     try:
-        document = json.loads(path.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+        document = json.loads(read_file_bytes(path).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise FormatError(path, f"not valid JSON: {exc}") from None
     doc = r.obj(r.obj(document, "document").get("openlabel"), "openlabel")

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sensorlabel.errors import FormatError
+from sensorlabel.formats.fileio import read_file_bytes
 from sensorlabel.formats import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -364,10 +365,7 @@ def read_pcd(path: str | Path) -> PointColumns:
             POINTS records, or a corrupt LZF block.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+    raw = read_file_bytes(path)
     header = parse_pcd_header(raw, path)
     return PointColumns(path, read_pcd_payload(raw, header, path), header.points)
 
@@ -486,10 +484,7 @@ def read_ply(path: str | Path) -> PointColumns:
             payload shorter than the declared vertex count.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+    raw = read_file_bytes(path)
     if not raw.startswith(b"ply"):
         raise FormatError(path, "not a PLY file: it does not start with 'ply'")
     lines, data_offset = _header_lines(raw, path, b"end_header", "PLY")
@@ -580,10 +575,7 @@ def read_bin(path: str | Path, num_columns: int = 4) -> PointColumns:
     path = Path(path)
     if num_columns not in (3, 4, 5):
         raise ValueError(f"num_columns: expected 3, 4 or 5, got {num_columns}")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+    raw = read_file_bytes(path)
     record = 4 * num_columns
     if len(raw) % record:
         raise FormatError(path, f"size {len(raw)} bytes is not a multiple of {record} ({num_columns} float32 per "

@@ -41,7 +41,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import CalibrationError, FormatError, InvalidTransformError
-from sensorlabel.formats.fileio import encoded_image_size, read_nonempty_bytes
+from sensorlabel.formats.fileio import encoded_image_size, read_file_bytes, read_nonempty_bytes
 from sensorlabel.formats import atomic_write_bytes
 from sensorlabel.formats.pcd import MAX_SWEEP_SPAN_S, columns_to_lidar_points, parse_pcd_header, read_pcd_payload
 from sensorlabel.geometry.boxes import Boxes
@@ -92,10 +92,7 @@ def read_sustech_pcd(path: str | Path) -> tuple[np.ndarray, tuple[str, ...], flo
             spanning more than 1 s.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+    raw = read_file_bytes(path)
     header = parse_pcd_header(raw, path)
     columns = read_pcd_payload(raw, header, path)
     if not (header.is_sustech_layout and header.data == "binary"):
@@ -125,10 +122,7 @@ def read_sustech_pcd(path: str | Path) -> tuple[np.ndarray, tuple[str, ...], flo
 
 def _load_json(path: Path):
     try:
-        text = path.read_bytes().decode("utf-8")
-        return json.loads(text, parse_constant=lambda c: float(c))
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+        return json.loads(read_file_bytes(path).decode("utf-8"), parse_constant=lambda c: float(c))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise FormatError(path, f"not valid JSON: {exc}") from None
 
