@@ -138,19 +138,17 @@ def openlabel_document(drive: Drive, sources: tuple[str, ...] | None = None) -> 
     stamps = drive.frame_timestamps_ns
     world_SE3_ego = drive.world_SE3_ego(stamps) if drive.has_poses and len(stamps) else None
     frames: dict = {}
+    # Per stream: its record index at every frame and its record times (read once, not per frame).
+    stream_records = [(name, [drive.frame_lidar_index(f, name) for f in range(drive.num_frames)],
+                drive.lidar_timestamps_ns(name)) for name in drive.lidar_names]
+    stream_records += [(name, [drive.frame_camera_index(f, name) for f in range(drive.num_frames)],
+                 drive.camera_timestamps_ns(name)) for name in drive.camera_names]
     for f in range(drive.num_frames):
         sync = {}
-        for name in drive.lidar_names:
-            index = drive.frame_lidar_index(f, name)
-            if index >= 0:
-                t = int(drive.lidar_timestamps_ns(name)[index])
-                sync[name] = {"stream_properties": {"sync": {"frame_stream": index, "timestamp": t * 1e-9,
-                                                             "timestamp_ns": t}}}
-        for name in drive.camera_names:
-            index = drive.frame_camera_index(f, name)
-            if index >= 0:
-                t = int(drive.camera_timestamps_ns(name)[index])
-                sync[name] = {"stream_properties": {"sync": {"frame_stream": index, "timestamp": t * 1e-9,
+        for name, index, stamps_ns in stream_records:
+            if index[f] >= 0:
+                t = int(stamps_ns[index[f]])
+                sync[name] = {"stream_properties": {"sync": {"frame_stream": int(index[f]), "timestamp": t * 1e-9,
                                                              "timestamp_ns": t}}}
         properties: dict = {"timestamp": int(stamps[f]) * 1e-9, "timestamp_ns": int(stamps[f]), "streams": sync}
         if world_SE3_ego is not None:
