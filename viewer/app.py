@@ -254,7 +254,8 @@ class _No3D:
     def set_boxes(self, *args) -> None:
         pass
 
-
+    def start_render(self) -> None:
+        pass
 
 
 def shortcuts_html() -> str:

@@ -181,6 +181,7 @@ class Controller(QtCore.QObject):
         sel = self.selection.index_in(self.records)
         w = self.window
         w.view3d.set_boxes(boxes, rgb, sel)
+        w.view3d.start_render()  # rasterised by the GL threads while the other views are prepared below
         w.bev.set_boxes(boxes, rgb, sel)
         data = s.frame_data()
         w.cameras.set_frame(data.cameras, s.frame_render(color_mode=self.color_mode).camera_images,

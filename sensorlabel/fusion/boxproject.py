@@ -61,6 +61,38 @@ def _raw_projection(camera: CameraModel, points_cam: np.ndarray) -> np.ndarray:
     return np.where(ok[:, None], uv, np.nan)
 
 
+def _enclosing_box2d(samples_uv_px: np.ndarray, width_px: int, height_px: int) -> np.ndarray:
+    """(N,K,2) edge samples (NaN where absent) -> (N,4) ``x1, y1, x2, y2`` of each convex hull intersected with the
+    image rectangle ``[0, W-1] x [0, H-1]``; NaN where that intersection is empty.
+
+    A hull inside the rectangle keeps its bounds and a hull strictly beyond one side of it is empty, both read off
+    the samples' bounds; only the hulls that cross the border are intersected with shapely (vectorised).
+    """
+    import shapely
+
+    n = len(samples_uv_px)
+    ok = np.isfinite(samples_uv_px).all(axis=2)
+    x = samples_uv_px[..., 0]
+    y = samples_uv_px[..., 1]
+    x_lo, x_hi = np.where(ok, x, np.inf).min(axis=1), np.where(ok, x, -np.inf).max(axis=1)
+    y_lo, y_hi = np.where(ok, y, np.inf).min(axis=1), np.where(ok, y, -np.inf).max(axis=1)
+    x_max, y_max = width_px - 1.0, height_px - 1.0
+    any_sample = ok.any(axis=1)
+    inside = any_sample & (x_lo >= 0) & (y_lo >= 0) & (x_hi <= x_max) & (y_hi <= y_max)
+    beyond = (x_hi < 0) | (y_hi < 0) | (x_lo > x_max) | (y_lo > y_max)
+    box2d = np.full((n, 4), np.nan)
+    box2d[inside] = np.c_[x_lo, y_lo, x_hi, y_hi][inside]
+    crossing = np.flatnonzero(any_sample & ~inside & ~beyond)
+    if len(crossing):
+        counts = ok[crossing].sum(axis=1)
+        geoms = shapely.multipoints(samples_uv_px[crossing][ok[crossing]],
+                                    indices=np.repeat(np.arange(len(crossing)), counts))
+        clipped = shapely.intersection(shapely.convex_hull(geoms), shapely.box(0.0, 0.0, x_max, y_max))
+        empty = shapely.is_empty(clipped)
+        box2d[crossing[~empty]] = shapely.bounds(clipped)[~empty]
+    return box2d
+
+
 def project_boxes(
     boxes: Boxes,
     cam_SE3_frame: SE3,
@@ -86,8 +118,6 @@ def project_boxes(
     Raises:
         ValueError: samples_per_edge < 2 or fraction_grid < 1.
     """
-    import shapely
-
     if samples_per_edge < 2 or fraction_grid < 1:
         raise ValueError(f"samples_per_edge must be >= 2 and fraction_grid >= 1, got {samples_per_edge}, {fraction_grid}")
     n = len(boxes)
@@ -117,20 +147,7 @@ def project_boxes(
     edges_uv[finite] = _raw_projection(camera, flat[finite])
     edges_uv = edges_uv.reshape(n, 12, samples_per_edge, 2)
 
-    # Enclosing 2D box: convex hull of the samples, intersected with the image, vectorised with shapely.
-    samples = edges_uv.reshape(n, -1, 2)
-    ok = np.isfinite(samples).all(axis=2)
-    box_idx = np.repeat(np.arange(n), ok.sum(axis=1))
-    box2d = np.full((n, 4), np.nan)
-    if len(box_idx):
-        present, rank = np.unique(box_idx, return_inverse=True)
-        geoms = shapely.multipoints(samples[ok], indices=rank)
-        hulls = shapely.convex_hull(geoms)
-        image = shapely.box(0.0, 0.0, w - 1.0, h - 1.0)
-        clipped = shapely.intersection(hulls, image)
-        empty = shapely.is_empty(clipped)
-        bounds = shapely.bounds(clipped)
-        box2d[present[~empty]] = bounds[~empty]
+    box2d = _enclosing_box2d(edges_uv.reshape(n, -1, 2), w, h)
     in_image = np.isfinite(box2d).all(axis=1)
 
     g = fraction_grid

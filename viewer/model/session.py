@@ -287,43 +287,46 @@ class Session:
 
     def _load(self, frame: int, aggregate: int) -> FrameData:
         """Read, compensate and project one frame: the sweep is compensated once and projected into every camera
-        through a shared sector index (:func:`sensorlabel.fusion.project_sweep`)."""
+        through a shared sector index (:func:`sensorlabel.fusion.project_sweep`), while two threads read and decode
+        the camera images (OpenCV releases the GIL). A camera whose image does not decode shows no image and gets no
+        points."""
         from sensorlabel.fusion import CameraView, project_points, project_sweep
 
         drive = self.drive
         t_frame = int(drive.frame_timestamps_ns[frame])
         pose_fn = self._safe_pose_fn(t_frame)
         world_SE3_ref = pose_fn(np.array([t_frame]))[0]
-        views, images, scales, cams = [], [], [], []
+        views, scales, cams, indices = [], [], [], []
         for name in drive.camera_names:
             calibration = drive.sensors[name]
             cam = calibration.camera
-            scale = reduction_for(cam.width_px, self.camera_target_width_px)
             index = drive.frame_camera_index(frame, name)
-            image, t_cam = None, t_frame
-            if index >= 0:
-                image = decode_image(drive.camera_image_bytes(name, index), scale)
-                t_cam = int(drive.camera_timestamps_ns(name)[index]) if image is not None else t_frame
+            t_cam = int(drive.camera_timestamps_ns(name)[index]) if index >= 0 else t_frame
             views.append(CameraView(name, cam, calibration.ego_SE3_sensor.inverse(), t_cam, calibration.readout_s))
-            images.append(image)
-            scales.append(scale)
+            scales.append(reduction_for(cam.width_px, self.camera_target_width_px))
             cams.append(cam)
-        sweep = drive.frame_sweep(frame) if drive.lidar_names else None
-        with_image = [v for v, image in zip(views, images) if image is not None]
-        if sweep is not None and aggregate <= 1:
-            ego_SE3_lidar = drive.sensors[drive.lidar_names[0]].ego_SE3_sensor
-            points_ref, projections = project_sweep(sweep.xyz_sensor, sweep.point_times_ns(), ego_SE3_lidar,
-                                                    with_image, pose_fn, t_frame)
-            points = np.ascontiguousarray(points_ref, np.float32)
-            intensity = sweep.field("intensity").astype(np.float32)
-        else:
-            points, intensity = self._points(frame, t_frame, aggregate)
-            projections = [project_points(points, v, pose_fn, t_frame) for v in with_image] if len(points) else []
-        by_name = {p.camera: p for p in projections}
+            indices.append(index)
+        with ThreadPoolExecutor(2, thread_name_prefix="sensorlabel-decode") as pool:
+            decoding = [pool.submit(lambda n=v.name, i=i, sc=sc: decode_image(drive.camera_image_bytes(n, i), sc))
+                        if i >= 0 else None for v, i, sc in zip(views, indices, scales)]
+            sweep = drive.frame_sweep(frame) if drive.lidar_names else None
+            with_index = [v for v, i in zip(views, indices) if i >= 0]
+            if sweep is not None and aggregate <= 1:
+                ego_SE3_lidar = drive.sensors[drive.lidar_names[0]].ego_SE3_sensor
+                points_ref, projections = project_sweep(sweep.xyz_sensor, sweep.point_times_ns(), ego_SE3_lidar,
+                                                        with_index, pose_fn, t_frame)
+                points = np.ascontiguousarray(points_ref, np.float32)
+                intensity = sweep.field("intensity").astype(np.float32)
+            else:
+                points, intensity = self._points(frame, t_frame, aggregate)
+                projections = [project_points(points, v, pose_fn, t_frame) for v in with_index] if len(points) else []
+            images = [None if job is None else job.result() for job in decoding]
+        decoded = {v.name for v, image in zip(views, images) if image is not None}
+        by_name = {p.camera: p for p in projections if p.camera in decoded}
+        world_SE3_cam_egos = pose_fn(np.array([v.timestamp_ns for v in views], np.int64)) if views else None
         cameras = []
-        for view, image, scale, cam in zip(views, images, scales, cams):
-            world_SE3_cam_ego = pose_fn(np.array([view.timestamp_ns]))[0]
-            cam_SE3_ego = view.cam_SE3_ego.compose(world_SE3_cam_ego.inverse()).compose(world_SE3_ref)
+        for k, (view, image, scale, cam) in enumerate(zip(views, images, scales, cams)):
+            cam_SE3_ego = view.cam_SE3_ego.compose(world_SE3_cam_egos[k].inverse()).compose(world_SE3_ref)
             proj = by_name.get(view.name)
             if proj is not None and len(points):
                 uv = proj.uv_px / np.float32(scale)

@@ -173,6 +173,7 @@ class View3D(GLViewMixin, QtWidgets.QWidget):
     def __init__(self, parent=None):
         self._gl_dirty = True
         self._frame_image: QtGui.QImage | None = None
+        self._rendered_size = QtCore.QSize()
         self._fbo = None
         self._context, self._surface = _offscreen_context()
         self._make_current()
@@ -231,12 +232,14 @@ class View3D(GLViewMixin, QtWidgets.QWidget):
         self._render()
         return QtGui.QImage(self._frame_image)
 
-    def _render(self) -> None:
-        """Draw the GL items into the framebuffer object and read the pixels back (only when something changed)."""
+    def start_render(self) -> None:
+        """Issue the GL drawing of the scene into the framebuffer object and flush it, without waiting for it (only
+        when something changed). The software rasteriser's threads then draw while the UI thread prepares the other
+        views; the paint event reads the pixels back."""
         from PySide6.QtOpenGL import QOpenGLFramebufferObject
-        
+
         w, h = self.deviceWidth(), self.deviceHeight()
-        if not self._gl_dirty and self._frame_image is not None and self._frame_image.size() == QtCore.QSize(w, h):
+        if not self._gl_dirty and self._rendered_size == QtCore.QSize(w, h):
             return
         self._make_current()
         if self._fbo is None or self._fbo.size() != QtCore.QSize(w, h):
@@ -245,10 +248,19 @@ class View3D(GLViewMixin, QtWidgets.QWidget):
         self._fbo.bind()
         GL.glViewport(0, 0, w, h)
         self.paint(region=(0, 0, w, h), viewport=(0, 0, w, h))
-        self._frame_image = self._fbo.toImage()
+        GL.glFlush()
         self._fbo.release()
+        self._frame_image = None  # read back by _render
+        self._rendered_size = QtCore.QSize(w, h)
         self._gl_dirty = False
         self.render_count += 1
+
+    def _render(self) -> None:
+        """The scene drawn (:meth:`start_render`) and read back into ``_frame_image``."""
+        self.start_render()
+        if self._frame_image is None:
+            self._make_current()
+            self._frame_image = self._fbo.toImage()
 
     def paintEvent(self, event) -> None:
         self._render()
