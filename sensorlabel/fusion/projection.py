@@ -522,56 +522,69 @@ class _SectorIndex:
         b0, b1 = self._bin(axis_az + lo), self._bin(axis_az + hi)
         return [(b0, b1)] if b0 <= b1 else [(b0, self.BINS - 1), (0, b1)]
 
-    def table(self, cam_SE3_ref: SE3, bounds) -> tuple[np.ndarray, list[tuple[int, int]]] | None:
-        """The camera's candidate cells: a (BANDS * BINS,) bool table (band 0 excluded: :attr:`near` holds those
-        points) and the inclusive azimuth-bin intervals that hold every cell of the table; None (all points) when
-        the sector test does not apply (no bounded field of view, or a camera looking steeply up or down). A few
-        dozen scalar operations: plain ``math`` beats numpy at this size."""
-        if bounds is None:
-            return None
-        ref_SE3_cam = cam_SE3_ref.inverse()
-        x_lo, x_hi, y_lo, y_hi = bounds
-        corners = np.array([[x_lo, y_lo, 1.0], [x_hi, y_lo, 1.0], [x_lo, y_hi, 1.0], [x_hi, y_hi, 1.0]])
-        rays = ref_SE3_cam.rotation @ corners.T
-        if np.any(np.hypot(rays[0], rays[1]) < 0.2 * np.abs(rays[2])):
-            return None
-        axis_az = math.atan2(ref_SE3_cam.rotation[1, 2], ref_SE3_cam.rotation[0, 2])
-        rel = (np.arctan2(rays[1], rays[0]) - axis_az + np.pi) % (2 * np.pi) - np.pi
-        lo, hi = float(rel.min()), float(rel.max())
-        if hi - lo >= np.pi:
-            return None
+    def tables(self, ref_SE3_cams: SE3, bounds: list) -> list[tuple[np.ndarray, list[tuple[int, int]]] | None]:
+        """Every camera's candidate cells, all cameras at once (batched small-array arithmetic; per camera it would
+        cost more than the look-ups themselves).
+
+        Args:
+            ref_SE3_cams: batch of C, camera -> reference frame.
+            bounds: C normalised-coordinate bounds (see :func:`_normalised_bounds`), None for an unbounded view.
+
+        Returns:
+            Per camera a (BANDS * BINS,) bool table (band 0 excluded: :attr:`near` holds those points) and the
+            inclusive azimuth-bin intervals that hold every cell of the table; None (all points) when the sector
+            test does not apply (no bounded field of view, or a camera looking steeply up or down).
+        """
+        out: list = [None] * len(bounds)
+        use = [i for i, b in enumerate(bounds) if b is not None]
+        if not use:
+            return out
+        rot, trans = ref_SE3_cams.rotation[use], ref_SE3_cams.translation[use]  # (C,3,3), (C,3)
+        b = np.array([bounds[i] for i in use], dtype=np.float64)  # (C,4) x_lo, x_hi, y_lo, y_hi
+        corners = np.stack([b[:, [0, 1, 0, 1]], b[:, [2, 2, 3, 3]], np.ones((len(use), 4))], axis=1)  # (C,3,4)
+        rays = rot @ corners
+        steep = np.any(np.hypot(rays[:, 0], rays[:, 1]) < 0.2 * np.abs(rays[:, 2]), axis=1)
+        axis_az = np.arctan2(rot[:, 1, 2], rot[:, 0, 2])  # (C,)
+        rel = (np.arctan2(rays[:, 1], rays[:, 0]) - axis_az[:, None] + np.pi) % (2 * np.pi) - np.pi
+        lo, hi = rel.min(axis=1), rel.max(axis=1)
         # The view's horizontal wedge: apex at the camera centre, edges along the extreme corner azimuths. Within
         # a band (an annulus about the origin) the points of the wedge lie between the edges' crossings of the
         # band's two circles (azimuth is monotonic along a ray that misses the origin), so those four crossings
         # bound the azimuths seen from the origin. The last band reaches infinity: its outer crossing is taken at
-        # 1e7 m, within 1e-6 rad of the edge direction. All bands at once, (band, edge, circle) arrays.
-        cx, cy = float(ref_SE3_cam.translation[0]), float(ref_SE3_cam.translation[1])
+        # 1e7 m, within 1e-6 rad of the edge direction. All cameras and bands at once, (camera, band, edge,
+        # circle) arrays.
+        cx, cy = trans[:, 0, None, None, None], trans[:, 1, None, None, None]
         dist2 = cx * cx + cy * cy
-        edge_az = axis_az + np.array([lo, hi])
-        ex, ey = np.cos(edge_az)[None, :, None], np.sin(edge_az)[None, :, None]
-        radius = self.radii[:, None, :]  # (BANDS-1, 1, 2): inner and outer circle of bands 1..
+        edge_az = axis_az[:, None] + np.stack([lo, hi], axis=1)  # (C,2)
+        ex, ey = np.cos(edge_az)[:, None, :, None], np.sin(edge_az)[:, None, :, None]
+        radius = self.radii[None, :, None, :]  # (1, BANDS-1, 1, 2): inner and outer circle of bands 1..
         along = ex * cx + ey * cy
         with np.errstate(invalid="ignore"):
             t = np.sqrt(along * along - dist2 + radius * radius) - along
-        rel = (np.arctan2(cy + t * ey, cx + t * ex) - axis_az + np.pi) % (2 * np.pi) - np.pi
-        rel = rel.reshape(len(rel), -1)
+        rel = (np.arctan2(cy + t * ey, cx + t * ex) - axis_az[:, None, None, None] + np.pi) % (2 * np.pi) - np.pi
+        rel = rel.reshape(len(use), self.BANDS - 1, 4)
         pad = math.radians(1.0)  # absorbs rounding and the float32 coordinates
-        b_lo, b_hi = rel.min(axis=1) - pad, rel.max(axis=1) + pad
-        everywhere = (self.radii[:, 0] ** 2 <= dist2 * 1.02) | ~(b_hi - b_lo < np.pi) \
-            | ~(np.abs(rel).max(axis=1) <= math.radians(150.0))
+        b_lo, b_hi = rel.min(axis=2) - pad, rel.max(axis=2) + pad  # (C, BANDS-1)
+        everywhere = (self.radii[None, :, 0] ** 2 <= dist2[:, :, 0, 0] * 1.02) | ~(b_hi - b_lo < np.pi) \
+            | ~(np.abs(rel).max(axis=2) <= math.radians(150.0))
         scale = self.BINS / (2 * np.pi)
-        b0 = np.minimum(((axis_az + b_lo + np.pi) % (2 * np.pi) * scale).astype(np.int64), self.BINS - 1)
-        b1 = np.minimum(((axis_az + b_hi + np.pi) % (2 * np.pi) * scale).astype(np.int64), self.BINS - 1)
+        az = axis_az[:, None]
+        b0 = np.minimum(((az + b_lo + np.pi) % (2 * np.pi) * scale).astype(np.int64), self.BINS - 1)
+        b1 = np.minimum(((az + b_hi + np.pi) % (2 * np.pi) * scale).astype(np.int64), self.BINS - 1)
         bins = np.arange(self.BINS)
-        after, before = bins >= b0[:, None], bins <= b1[:, None]
-        rows = np.where((b0 <= b1)[:, None], after & before, after | before) | everywhere[:, None]
-        table = np.zeros((self.BANDS, self.BINS), dtype=bool)
-        table[1:] = rows
-        if everywhere.any():
-            intervals = [(0, self.BINS - 1)]
-        else:
-            intervals = self._bin_intervals(axis_az, float(b_lo.min()), float(b_hi.max()))
-        return table.reshape(-1), intervals
+        after, before = bins >= b0[..., None], bins <= b1[..., None]
+        rows = np.where((b0 <= b1)[..., None], after & before, after | before) | everywhere[..., None]
+        table = np.zeros((len(use), self.BANDS, self.BINS), dtype=bool)
+        table[:, 1:] = rows
+        for j, i in enumerate(use):
+            if steep[j] or not hi[j] - lo[j] < np.pi:
+                continue
+            if everywhere[j].any():
+                intervals = [(0, self.BINS - 1)]
+            else:
+                intervals = self._bin_intervals(float(axis_az[j]), float(b_lo[j].min()), float(b_hi[j].max()))
+            out[i] = (table[j].reshape(-1), intervals)
+        return out
 
     def ranges(self, intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Index ranges ``[start, end)`` that hold every point whose azimuth bin is in one of ``intervals``: for a
@@ -594,9 +607,8 @@ class _SectorIndex:
                 merged.append((s, e))
         return merged
 
-    def candidates(self, cam_SE3_ref: SE3, bounds) -> np.ndarray | None:
-        """(M,) intp indices of every point that can be in the camera's view (each once), or None for all."""
-        cells = self.table(cam_SE3_ref, bounds)
+    def candidates(self, cells: tuple[np.ndarray, list[tuple[int, int]]] | None) -> np.ndarray | None:
+        """(M,) intp indices of every point in a camera's cells (from :meth:`tables`), each once, or None for all."""
         if cells is None:
             return None
         table, intervals = cells
@@ -766,8 +778,9 @@ def project_points(
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise ValueError(f"points_ref: expected (P,3), got {pts.shape}")
     world_SE3_ego = cached_pose(world_SE3_ego, _pose_times(int(reference_ns), [view], knot_spacing_ns))
-    return _project_view(_homogeneous_aos(pts), None, view, world_SE3_ego, reference_ns, rolling_iterations,
-                         knot_spacing_ns)
+    ref_pose, cam_SE3_ref = _camera_maps(world_SE3_ego, int(reference_ns), [view])
+    return _project_view(_homogeneous_aos(pts), None, view, cam_SE3_ref[0], ref_pose, world_SE3_ego,
+                         rolling_iterations, knot_spacing_ns)
 
 
 def _rolling_span(view: CameraView) -> tuple[int, int]:
@@ -785,17 +798,23 @@ def _pose_times(reference_ns: int, views: list[CameraView], knot_spacing_ns: int
     return times
 
 
-def _project_view(aos4: np.ndarray, index: _SectorIndex | None, view: CameraView, world_SE3_ego: PoseFn,
-                  reference_ns: int, rolling_iterations: int, knot_spacing_ns: int) -> Projection:
-    """Project (P,4) homogeneous reference-frame rows into one camera, using the sector index when given."""
+def _camera_maps(world_SE3_ego: PoseFn, reference_ns: int, views: list[CameraView]) -> tuple[SE3, SE3]:
+    """The reference pose (single SE3) and every camera's ``cam_SE3_ref`` (batch of C) from one pose query:
+    ``cam_SE3_ego . world_SE3_ego(t_cam)^-1 . world_SE3_ego(t_ref)``."""
+    times = np.array([int(reference_ns)] + [int(v.timestamp_ns) for v in views], dtype=np.int64)
+    poses = _call_pose(world_SE3_ego, times)
+    cam_SE3_ego = SE3.stack([v.cam_SE3_ego for v in views])
+    return poses[0], cam_SE3_ego.compose(poses[1:].inverse()).compose(poses[0])
+
+
+def _project_view(aos4: np.ndarray, cand: np.ndarray | None, view: CameraView, cam_SE3_ref: SE3, ref_pose: SE3,
+                  world_SE3_ego: PoseFn, rolling_iterations: int, knot_spacing_ns: int) -> Projection:
+    """Project (P,4) homogeneous reference-frame rows into one camera: all of them, or the candidate indices
+    ``cand`` (every point that can be in the view, from the sector index)."""
     num_points = len(aos4)
     cam = view.camera
     rolling = view.readout_s > 0
-    ref_pose = _call_pose(world_SE3_ego, np.array([int(reference_ns)]))[0]
-    ego_mid_SE3_world = _call_pose(world_SE3_ego, np.array([int(view.timestamp_ns)]))[0].inverse()
-    cam_SE3_ref = view.cam_SE3_ego.compose(ego_mid_SE3_world).compose(ref_pose)
     bounds = _cull_bounds(cam, _CULL_MARGIN_ROLLING if rolling else _CULL_MARGIN)
-    cand = None if index is None else index.candidates(cam_SE3_ref, bounds)
     rows = aos4 if cand is None else np.take(aos4, cand, axis=0, out=_SCRATCH.get("cam_gather", (len(cand), 4),
                                                                                   np.float32))
     x, y, z, _ = _transform(rows, _affine(cam_SE3_ref))
@@ -877,7 +896,14 @@ def project_sweep(
                          dst=_SCRATCH.get("sweep_aos4", (p, 1, 4), np.float32)).reshape(p, 4)
     else:
         aos4 = np.zeros((0, 4), dtype=np.float32)
-    index = _SectorIndex(xyz) if len(views) > 1 and p >= _INDEX_MIN_POINTS else None
-    projections = [_project_view(aos4, index, v, world_SE3_ego, reference_ns, rolling_iterations, knot_spacing_ns)
-                   for v in views]
+    ref_pose, cam_SE3_ref = _camera_maps(world_SE3_ego, int(reference_ns), views)
+    if len(views) > 1 and p >= _INDEX_MIN_POINTS:
+        index = _SectorIndex(xyz)
+        cells = index.tables(cam_SE3_ref.inverse(), [
+            _cull_bounds(v.camera, _CULL_MARGIN_ROLLING if v.readout_s > 0 else _CULL_MARGIN) for v in views])
+    else:
+        index, cells = None, [None] * len(views)
+    projections = [_project_view(aos4, None if index is None else index.candidates(c), v, cam_SE3_ref[i], ref_pose,
+                                 world_SE3_ego, rolling_iterations, knot_spacing_ns)
+                   for i, (v, c) in enumerate(zip(views, cells))]
     return xyz.T, projections
