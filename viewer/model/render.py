@@ -169,18 +169,24 @@ class FrameRender:
 
 
 def prepare_frame(data, rgba: np.ndarray, color_mode: str, show_points: bool = True) -> FrameRender:
-    """Build the :class:`FrameRender` of a ``FrameData`` whose points have colours ``rgba`` (P,4) float32 in [0, 1]."""
+    """Build the :class:`FrameRender` of a ``FrameData`` whose points have colours ``rgba`` (P,4) float32 in [0, 1].
+    The camera images are drawn on two threads while this one rasterises the bird's-eye view (OpenCV and numpy's
+    gathers and scatters release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import cv2
 
-    rgba8 = (np.clip(rgba, 0, 1) * 255 + 0.5).astype(np.uint8)
-    images = []
-    for cam in data.cameras:
+    def camera_image(cam) -> np.ndarray | None:
         if cam.image_rgb is None:
-            images.append(None)
-            continue
+            return None
         image = cv2.cvtColor(cam.image_rgb, cv2.COLOR_RGB2RGBA)
         if show_points:
             draw_points(image, cam.uv_px, cam.depth_m)
-        images.append(image)
-    return FrameRender(data.frame, color_mode, rgba8, rasterize_bev(data.points_ego, pack_rgb32(rgba8[:, :3])),
-                       tuple(images))
+        return image
+
+    rgba8 = (np.clip(rgba, 0, 1) * 255 + 0.5).astype(np.uint8)
+    with ThreadPoolExecutor(2, thread_name_prefix="sensorlabel-draw") as pool:
+        drawn = pool.map(camera_image, data.cameras)  # submitted now, collected below
+        bev = rasterize_bev(data.points_ego, pack_rgb32(rgba8[:, :3]))
+        images = list(drawn)
+    return FrameRender(data.frame, color_mode, rgba8, bev, tuple(images))
