@@ -148,11 +148,15 @@ class ChunkStreamWriter:
     def finish(self) -> None:
         """Pad the last chunk file to full size with zero (fill value) bytes and close it.
 
+        The padding is made by extending the file (``truncate`` to the chunk size): the extension reads as zero
+        bytes, exactly as if written, without copying up to a chunk of zeros through the page cache.
+
         Raises:
             OSError: the chunk file cannot be written.
         """
         if self._file is not None:
-            self._file.write(bytes((self._layout.chunk_rows - self._rows_in_chunk) * self._layout.row_nbytes))
+            self._file.flush()
+            self._file.truncate(self._layout.chunk_nbytes)
             self._file.close()
             self._file = None
 

@@ -419,6 +419,8 @@ def test_chunk_files_are_plain_zarr_v3(written):
     # the last chunk is stored full size, padded with the fill value, as the v3 spec requires
     last = path / "sensors.zarr/lidar/lidar_top/points/c/8/0"
     assert last.stat().st_size == 500 * 6 * 4
+    padding = np.frombuffer(last.read_bytes(), dtype="<f4")[(4012 - 8 * 500) * 6 :]
+    assert len(padding) == (9 * 500 - 4012) * 6 and not padding.any()  # the extension reads as zero (fill) bytes
     drive = Drive.open(path)
     series = drive._contents.lidar["lidar_top"]
     assert series.raw is not None  # read as byte ranges of the chunk files

@@ -384,3 +384,18 @@ def test_importer_bad_input(shared_data, tmp_path):
         import_kitti_object(tmp_path / "nothing", tmp_path / "y.drive")
     with pytest.raises(FormatError, match="pass sequence"):
         import_kitti_tracking(shared_data / "kitti_tracking", tmp_path / "z.drive")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [(0, 0), (5, 3), (99, 1)])
+def test_velodyne_non_finite_value_names_the_point(tmp_path, bad, where):
+    """Any NaN or +-inf anywhere in a sweep is a FormatError naming the file and the first bad point."""
+    points = np.random.default_rng(0).uniform(-80, 80, (100, 4)).astype("<f4")
+    path = tmp_path / "000000.bin"
+    points.tofile(path)
+    assert np.array_equal(read_kitti_velodyne(path), points)  # finite values read back exactly
+    points[where] = bad
+    points.tofile(path)
+    with pytest.raises(FormatError) as info:
+        read_kitti_velodyne(path)
+    assert str(path) in str(info.value) and f"point {where[0]} is not finite" in str(info.value)
