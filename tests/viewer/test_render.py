@@ -33,14 +33,14 @@ def test_bev_raster_shows_the_highest_point_of_each_cell():
     assert render.pack_rgb32(np.array([[1, 2, 3]]))[0] == 0xFF010203
 
 
-def test_camera_points_are_2x2_dots_nearest_on_top():
+def test_camera_points_are_2x2_dots_nearest_on_top():  # BGRX pixels (QImage.Format_RGB32)
     image = np.zeros((20, 30, 4), np.uint8)
     uv = np.array([[5.2, 6.7], [5.0, 6.0], [20.0, 10.0]], np.float32)
     depth = np.array([5.0, 40.0, 12.0], np.float32)
     render.draw_points(image, uv, depth)
     near, _far, other = depth_colors(depth)
-    assert (image[6:8, 5:7, :3] == near).all()  # the near point covers the far one at the same pixel
-    assert (image[10:12, 20:22, :3] == other).all() and (image[6:8, 5:7, 3] == 255).all()
+    assert (image[6:8, 5:7, 2::-1] == near).all()  # the near point covers the far one at the same pixel
+    assert (image[10:12, 20:22, 2::-1] == other).all() and (image[6:8, 5:7, 3] == 255).all()
     assert (image[..., 3] > 0).sum() == 8
 
 

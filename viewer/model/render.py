@@ -4,8 +4,9 @@ points drawn in. The UI thread then only uploads these arrays and draws the boxe
 at every redraw, never prefetched).
 
 Images are kept in the layouts Qt displays without conversion: the bird's-eye raster as (H,W) uint32 ``0xffRRGGBB``
-(``QImage.Format_RGB32``), camera images as (h,w,4) uint8 RGBX (``Format_RGBX8888``; a pixel is one 32-bit word,
-so a point is one store). The boxes' wireframes in each camera (:func:`project_wireframes`) depend on the labels:
+(``QImage.Format_RGB32``), camera images as (h,w,4) uint8 with bytes B, G, R, 255 in memory (the same
+``Format_RGB32`` pixel ``0xffRRGGBB``, which Qt paints onto the window without a format conversion; a pixel is one
+32-bit word, so a point is one store). The boxes' wireframes in each camera (:func:`project_wireframes`) depend on the labels:
 they are computed for the boxes read on the UI thread and cached by the boxes' geometry.
 """
 
@@ -30,11 +31,6 @@ RASTER_HALF_M = 75.0
 BACKGROUND_RGB = (18, 20, 26)
 #: Samples per box edge of the camera wireframes (distorted cameras draw curved edges).
 SAMPLES_PER_EDGE = 8
-
-
-#: The depth colours as RGBX pixels (bytes R, G, B, 255 in memory).
-_DEPTH_LUT_RGBX = np.ascontiguousarray(np.c_[_DEPTH_LUT, np.full(len(_DEPTH_LUT), 255, np.uint8)]).view(
-    np.uint32).reshape(-1)
 
 
 def pack_rgb32(rgb: np.ndarray) -> np.ndarray:
@@ -67,6 +63,10 @@ def rasterize_bev(points_ego: np.ndarray, rgb32: np.ndarray, res_m: float = RAST
     return image.reshape(n, n)
 
 
+#: The depth colours as ``Format_RGB32`` pixels.
+_DEPTH_LUT_RGB32 = pack_rgb32(_DEPTH_LUT)
+
+
 def draw_points(image_rgbx: np.ndarray, uv_px: np.ndarray, depth_m: np.ndarray) -> None:
     """Draw projected points into an image, in place, as 2x2 dots coloured by depth, nearer points on top.
 
@@ -81,7 +81,7 @@ def draw_points(image_rgbx: np.ndarray, uv_px: np.ndarray, depth_m: np.ndarray) 
     order = np.argsort(255 - bins, kind="stable")  # radix sort of uint8: near points drawn last, on top
     col = np.clip(uv_px[order, 0].astype(np.int32), 0, w - 2)
     row = np.clip(uv_px[order, 1].astype(np.int32), 0, h - 2)
-    colors = _DEPTH_LUT_RGBX[bins[order]]
+    colors = _DEPTH_LUT_RGB32[bins[order]]
     flat = image_rgbx.reshape(-1).view(np.uint32)
     base = row * w + col
     for offset in (0, 1, w, w + 1):  # the 2x2 dot
@@ -157,7 +157,7 @@ class FrameRender:
         frame: frame index. color_mode: the point colour mode these colours are for.
         rgba: (P,4) uint8 C-contiguous point colours (the 3D view).
         bev_rgb32: (n,n) uint32 bird's-eye raster (:func:`rasterize_bev`).
-        camera_images: per camera of the drive, (h,w,4) uint8 RGBX (``QImage.Format_RGBX8888``) with the points
+        camera_images: per camera of the drive, (h,w,4) uint8 BGRX (``QImage.Format_RGB32``) with the points
             drawn (when ``show_points``), or None when the camera has no image at this frame.
     """
 
@@ -179,7 +179,7 @@ def prepare_frame(data, rgba: np.ndarray, color_mode: str, show_points: bool = T
     def camera_image(cam) -> np.ndarray | None:
         if cam.image_rgb is None:
             return None
-        image = cv2.cvtColor(cam.image_rgb, cv2.COLOR_RGB2RGBA)
+        image = cv2.cvtColor(cam.image_rgb, cv2.COLOR_RGB2BGRA)
         if show_points:
             draw_points(image, cam.uv_px, cam.depth_m)
         return image

@@ -22,7 +22,7 @@ _LABEL_PX = 14
 
 
 def draw_wireframes(image: np.ndarray, edges: np.ndarray, rgb: np.ndarray, selected: int = -1) -> None:
-    """Draw (N,12,S,2) edge polylines into an (h,w,3|4) uint8 image in place: one ``cv2.polylines`` call per
+    """Draw (N,12,S,2) edge polylines into an (h,w,4) uint8 BGRX image in place, ``rgb`` (N,3) their colours: one ``cv2.polylines`` call per
     colour, 1 px antialiased (a 2 px antialiased line costs twice as much to rasterise), the selected box last, 2 px
     and white. Edges with a clipped sample are skipped."""
     import cv2
@@ -43,9 +43,10 @@ def draw_wireframes(image: np.ndarray, edges: np.ndarray, rgb: np.ndarray, selec
     for g, color in enumerate(colors):
         mask = whole & ((group == g) & others)[:, None]
         if mask.any():
-            cv2.polylines(image, list(fixed[mask]), False, (*(int(c) for c in color), 255), 1, cv2.LINE_AA, shift=4)
+            cv2.polylines(image, list(fixed[mask]), False, (*(int(c) for c in color[::-1]), 255), 1, cv2.LINE_AA,
+                          shift=4)
     if not others.all() and whole[selected].any():
-        cv2.polylines(image, list(fixed[selected][whole[selected]]), False, (*SELECTED_RGB, 255), 2,
+        cv2.polylines(image, list(fixed[selected][whole[selected]]), False, (*SELECTED_RGB[::-1], 255), 2,
                       cv2.LINE_AA, shift=4)
 
 
@@ -54,19 +55,19 @@ def render_panel(cam: CameraFrame, base: np.ndarray | None, rgb: np.ndarray, sel
     """Draw one panel.
 
     Args:
-        cam: the camera at this frame. base: its prepared (h,w,4) uint8 RGBX image (points drawn), None for no image.
+        cam: the camera at this frame. base: its prepared (h,w,4) uint8 BGRX image (points drawn), None for no image.
         rgb: (N,3) uint8 colours of the N boxes. selected: index of the selected box (drawn thicker, white).
         projection: :func:`..model.render.project_wireframes` of the boxes in this camera.
 
     Returns:
-        The (h,w,4) uint8 RGBX image.
+        The (h,w,4) uint8 BGRX image (``QImage.Format_RGB32``).
     """
     if base is not None:
         image = base.copy()
     else:
         w, h = cam.size_px
         image = np.empty((h, w, 4), np.uint8)
-        image[:] = (*_EMPTY_RGB, 255)
+        image[:] = (*_EMPTY_RGB[::-1], 255)
     draw_wireframes(image, projection[0], rgb, selected)
     return image
 
@@ -108,7 +109,7 @@ class CameraPanel(QtWidgets.QWidget):
         self._box2d = projection[1]
         self._image = image  # the QImage shares this buffer
         h, w = image.shape[:2]
-        self._qimage = QtGui.QImage(image.data, w, h, 4 * w, QtGui.QImage.Format.Format_RGBX8888)
+        self._qimage = QtGui.QImage(image.data, w, h, 4 * w, QtGui.QImage.Format.Format_RGB32)
         self.update()
 
     def image_rect(self) -> QtCore.QRectF:
