@@ -9,7 +9,9 @@ because the machine is shared (and the process CPU time, which adds the software
 * ``paced``: the user steps (or plays) no faster than a frame is prepared: the next frame is prefetched on the
   worker thread during the idle time after the previous step (the benchmark waits for it before the next step);
 * ``back_to_back``: steps as fast as possible, prefetch on (a step waits for the frame the worker is preparing);
-* ``cold``: prefetch off and caches cleared before every step (load, projection and drawing all on the UI thread).
+* ``cold``: prefetch off and caches cleared before every step: the frame is loaded, projected and drawn on demand,
+  within the step (the UI thread decodes the images and draws the camera panels with two short-lived helper
+  threads, and the GL rasteriser's threads draw the 3D view meanwhile).
 
 Baseline, measured in the same run on the same drive and display: the previous implementation (the viewer of
 commit ``dda0a5f``, extracted with ``git archive`` and run in a subprocess), cold steps as it had no prefetch.
