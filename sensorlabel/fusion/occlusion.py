@@ -65,14 +65,15 @@ def depth_buffer(projection: Projection, config: OcclusionConfig = OcclusionConf
         (ceil(H/cell), ceil(W/cell)) float32 depth in metres, +inf where no point lands near the cell.
     """
     c = config.cell_px(projection.focal_px)
-    return _depth_buffer(projection, config)[0][:-(-projection.height_px // c), :-(-projection.width_px // c)]
+    return _depth_buffer(projection, config)[0][:-(-projection.height_px // c), :-(-projection.width_px // c)].copy()
 
 
 def _depth_buffer(projection: Projection, config: OcclusionConfig) -> tuple[np.ndarray, np.ndarray]:
     """The eroded buffer and the (K,) flat cell index of every point.
 
     The buffer has one spare row and column, so that a point on the far image border (u = W - 0.5 with W a multiple
-    of the cell) needs no clamping; the caller crops it.
+    of the cell) needs no clamping; the caller crops it. Both arrays are scratch buffers (valid until the next call
+    in this thread).
     """
     import cv2
 
@@ -86,12 +87,15 @@ def _depth_buffer(projection: Projection, config: OcclusionConfig) -> tuple[np.n
     np.copyto(cell_uv, scaled, casting="unsafe")
     cell = np.multiply(cell_uv[:, 1], cols, out=_SCRATCH.get("occ_cell", k, np.int32))
     cell += cell_uv[:, 0]
-    zbuf = np.full(rows * cols, np.inf, dtype=np.float32)
+    zbuf = _SCRATCH.get("occ_zbuf", rows * cols, np.float32)
+    zbuf.fill(np.inf)
     np.minimum.at(zbuf, cell, projection.depth_m.astype(np.float32, copy=False))
     zbuf = zbuf.reshape(rows, cols)
     if config.radius_cells > 0:
         size = 2 * config.radius_cells + 1
-        zbuf = cv2.erode(zbuf, np.ones((size, size), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
+        eroded = _SCRATCH.get("occ_eroded", (rows, cols), np.float32)
+        zbuf = cv2.erode(zbuf, np.ones((size, size), np.uint8), dst=eroded, borderType=cv2.BORDER_CONSTANT,
+                         borderValue=np.inf)
     return zbuf, cell
 
 

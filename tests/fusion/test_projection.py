@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensorlabel.fusion import CameraView, compensate_points, project_boxes, project_sweep, static_pose, visible_mask
-from sensorlabel.fusion.projection import _project_rows
+from sensorlabel.fusion import (
+    CameraView,
+    compensate_points,
+    project_boxes,
+    project_sweep,
+    static_pose,
+    visible_mask,
+)
+from sensorlabel.fusion.projection import _project_rows, _SectorIndex
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.camera import FisheyeCamera, PinholeCamera
 from sensorlabel.geometry.se3 import SE3
@@ -96,12 +103,16 @@ def test_box_edges_are_clipped_at_the_near_plane() -> None:
     assert empty.box2d_px.shape == (0, 4)
 
 
-@pytest.mark.parametrize("order", ["firing", "random"])
-def test_sector_index_keeps_every_point_a_camera_sees(order: str) -> None:
+@pytest.mark.parametrize(("order", "scan_fraction"), [("firing", 0.4), ("firing", 0.0), ("firing", 1.0),
+                                                      ("random", 0.4)])
+def test_sector_index_keeps_every_point_a_camera_sees(order: str, scan_fraction: float,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Projecting a sweep into many cameras at once (sector index) gives exactly the per-camera projections, for
     cameras mounted off the ego axis, looking sideways, backwards, tilted, with a moving ego; with the points in
     firing order (azimuth increasing with the index from behind the car, the seam included: the azimuth
-    envelopes restrict each camera to index ranges) and in random order (no envelopes)."""
+    envelopes restrict each camera to index ranges) and in random order (no envelopes). ``scan_fraction`` 0 forces
+    the cell look-up for every camera, 1 the whole-range scan."""
+    monkeypatch.setattr(_SectorIndex, "MAX_SCAN_FRACTION", scan_fraction)
     rng = np.random.default_rng(7)
     # A dense ring of points at all ranges (0.5-80 m) and heights, as a lidar sees them.
     n = 60000
