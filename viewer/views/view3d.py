@@ -4,7 +4,9 @@ Why the view is a plain QWidget that renders OpenGL offscreen: a ``QOpenGLWidget
 compose the *whole* window through OpenGL on every repaint (the raster backing store is uploaded as a texture and
 the window is swapped), so with software GL even a one-label change costs ~20 ms and a frame step with ten views
 costs hundreds. Here the scene is drawn with pyqtgraph's GL items into a framebuffer object of an offscreen
-context, read back once per change, and painted as an image; the rest of the window stays on the raster path, and
+context (the controller issues the drawing as soon as the frame's points and boxes are set, so the software
+rasteriser's threads draw while the UI thread prepares the 2D views), read back once per change at the paint, and
+painted as an image; the rest of the window stays on the raster path, and
 :meth:`QWidget.grab` captures the 3D view like any widget. Track-id labels are drawn in that raster pass (one
 ``drawText`` each, instead of one QPainter on the GL context per label, as ``GLTextItem`` does). The points are
 one :class:`PointCloudItem` (square points, uint8 colours), the box edges one ``GLLinePlotItem(mode='lines')``.
