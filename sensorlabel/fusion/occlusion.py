@@ -20,6 +20,7 @@ The cost is O(K) for K projected points plus an erosion of a (H/cell, W/cell) fl
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -52,7 +53,7 @@ class OcclusionConfig:
 
     def cell_px(self, focal_px: float) -> int:
         """The cell size in pixels for a camera of this focal length."""
-        return max(1, int(round(focal_px * np.deg2rad(self.cell_deg))))
+        return max(1, round(float(focal_px) * math.radians(self.cell_deg)))  # math.radians == np.deg2rad
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,34 +69,44 @@ def depth_buffer(projection: Projection, config: OcclusionConfig = OcclusionConf
     return _depth_buffer(projection, config)[0][:-(-projection.height_px // c), :-(-projection.width_px // c)].copy()
 
 
-def _depth_buffer(projection: Projection, config: OcclusionConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The eroded buffer and the (K,) flat cell index of every point.
+def _depth_buffer(projection: Projection, config: OcclusionConfig, c: int | None = None,
+                  point_rows_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The eroded buffer and the (K,) flat cell index of every point; ``c`` is ``config.cell_px(focal)`` when the
+    caller has it.
 
     The buffer has one spare row and column, so that a point on the far image border (u = W - 0.5 with W a multiple
-    of the cell) needs no clamping; the caller crops it. Both arrays are scratch buffers (valid until the next call
-    in this thread).
+    of the cell) needs no clamping; the caller crops it. With ``point_rows_only`` only the buffer rows between the
+    first and the last row holding a point are valid (the rest are never filled nor eroded: the erosion of those
+    rows sees +inf beyond them, as the full buffer has there), which is all a look-up at the points' cells needs.
+    Both arrays are scratch buffers (valid until the next call in this thread).
     """
     import cv2
 
-    c = config.cell_px(projection.focal_px)
+    if c is None:
+        c = config.cell_px(projection.focal_px)
     rows, cols = projection.height_px // c + 1, projection.width_px // c + 1
     k = len(projection)
-    # uv >= -0.5 inside the image, so truncation is floor here.
+    # (u, v) + 0.5 over c, truncated: uv >= -0.5 inside the image, so this is floor. Then v_cell * cols + u_cell as
+    # one float32 product (integers below 2^24: exact) and one cast to intp (ufunc.at and take would otherwise
+    # convert the indices first).
     scaled = np.add(projection.uv_px, np.float32(0.5), out=_SCRATCH.get("occ_scaled", (k, 2), np.float32))
     scaled *= np.float32(1.0 / c)
-    cell_uv = _SCRATCH.get("occ_cell_uv", (k, 2), np.int32)
-    np.copyto(cell_uv, scaled, casting="unsafe")
-    cell = np.multiply(cell_uv[:, 1], cols, out=_SCRATCH.get("occ_cell", k, np.int32))
-    cell += cell_uv[:, 0]
-    zbuf = _SCRATCH.get("occ_zbuf", rows * cols, np.float32)
-    zbuf.fill(np.inf)
-    np.minimum.at(zbuf, cell, projection.depth_m.astype(np.float32, copy=False))
-    zbuf = zbuf.reshape(rows, cols)
+    np.trunc(scaled, out=scaled)
+    cell_f = np.matmul(scaled, np.array([1.0, cols], dtype=np.float32), out=_SCRATCH.get("occ_cell_f", k, np.float32))
+    cell = _SCRATCH.get("occ_cell", k, np.intp)
+    np.copyto(cell, cell_f, casting="unsafe")
+    r0, r1 = (int(cell.min()) // cols, int(cell.max()) // cols + 1) if point_rows_only and k else (0, rows)
+    zbuf = _SCRATCH.get("occ_zbuf", (rows, cols), np.float32)
+    zbuf[r0:r1].fill(np.inf)
+    np.minimum.at(zbuf.reshape(-1), cell, projection.depth_m.astype(np.float32, copy=False))
     if config.radius_cells > 0:
         size = 2 * config.radius_cells + 1
         eroded = _SCRATCH.get("occ_eroded", (rows, cols), np.float32)
-        zbuf = cv2.erode(zbuf, np.ones((size, size), np.uint8), dst=eroded, borderType=cv2.BORDER_CONSTANT,
-                         borderValue=np.inf)
+        band = cv2.erode(zbuf[r0:r1], np.ones((size, size), np.uint8), dst=eroded[r0:r1],
+                         borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
+        if not np.may_share_memory(band, eroded):
+            eroded[r0:r1] = band
+        zbuf = eroded
     return zbuf, cell
 
 
@@ -103,14 +114,15 @@ def visible_mask(projection: Projection, config: OcclusionConfig = OcclusionConf
     """(K,) bool: which projected points pass the depth-buffer rule (see the module docstring)."""
     if len(projection) == 0:
         return np.zeros(0, dtype=bool)
-    zbuf, cell = _depth_buffer(projection, config)
+    c = config.cell_px(projection.focal_px)
+    zbuf, cell = _depth_buffer(projection, config, c, point_rows_only=True)
     k = len(projection)
     z_min = np.take(zbuf.reshape(-1), cell, out=_SCRATCH.get("occ_zmin", k, np.float32))
     d = projection.depth_m
     # d <= z_min * (1 + rel_tol + min(d * slope, 0.5)) + abs_tol
     factor = _SCRATCH.get("occ_factor", k, np.float32)
     if config.ground_height_m > 0:
-        splat_px = (config.radius_cells + 0.5) * config.cell_px(projection.focal_px)
+        splat_px = (config.radius_cells + 0.5) * c
         slope = np.float32(splat_px / (projection.focal_px * config.ground_height_m))
         np.multiply(d, slope, out=factor)
         np.minimum(factor, np.float32(0.5), out=factor)

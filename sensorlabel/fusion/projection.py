@@ -51,6 +51,7 @@ by roughly ``speed * readout / depth``, so two iterations are well below 0.01 px
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -76,6 +77,8 @@ _CULL_MARGIN = 0.02
 _CULL_MARGIN_ROLLING = 0.1
 # Below this many points a sweep is projected without the sector index (building it costs more than it saves).
 _INDEX_MIN_POINTS = 4096
+# Floating-point errors the projection kernels ignore (points at or behind the camera centre divide by ~0).
+_QUIET_FP = {"divide": "ignore", "invalid": "ignore", "over": "ignore"}
 
 
 def static_pose(world_SE3_ego: SE3 | None = None) -> PoseFn:
@@ -161,10 +164,18 @@ class Projection:
     def select(self, keep: np.ndarray) -> Projection:
         """Keep a subset: ``keep`` is a (K,) bool mask or an index array into this projection."""
         keep = np.asarray(keep)
+        uv = self.uv_px
+        if keep.dtype == bool and uv.dtype == np.float32 and uv.flags.c_contiguous:
+            # Boolean compaction (no index array); the (u, v) pairs as one 8-byte item each.
+            if keep.shape != (len(self.point_index),):
+                raise IndexError(f"keep: expected ({len(self.point_index)},) bool, got {keep.shape}")
+            uv = uv.view(np.int64).reshape(-1)[keep].view(np.float32).reshape(-1, 2)
+            return Projection(self.camera, self.num_points, self.point_index[keep], uv, self.depth_m[keep],
+                              self.width_px, self.height_px, self.focal_px)
         if keep.dtype == bool:
             keep = np.flatnonzero(keep)
         return Projection(self.camera, self.num_points, np.take(self.point_index, keep),
-                          np.take(self.uv_px, keep, axis=0), np.take(self.depth_m, keep), self.width_px, self.height_px,
+                          np.take(uv, keep, axis=0), np.take(self.depth_m, keep), self.width_px, self.height_px,
                           self.focal_px)
 
 
@@ -181,25 +192,23 @@ class _Scratch(threading.local):
         self.buffers: dict[str, np.ndarray] = {}
 
     def get(self, name: str, shape: int | tuple[int, ...], dtype) -> np.ndarray:
-        if isinstance(shape, tuple):
-            size = math.prod(shape)
-        else:
-            size = int(shape)
-            shape = (size,)
+        # Called ~80 times per sweep: the common case (a numpy scalar type, a large enough buffer) stays cheap.
+        flat = not isinstance(shape, tuple)
+        size = int(shape) if flat else math.prod(shape)
         buf = self.buffers.get(name)
-        if buf is None or buf.size < size or buf.dtype != dtype:
+        if buf is None or buf.size < size or (buf.dtype.type is not dtype and buf.dtype != dtype):
             buf = np.empty(size + size // 4, dtype=dtype)
             if buf.nbytes <= self.MAX_KEPT_BYTES:
                 self.buffers[name] = buf
-        return buf[:size].reshape(shape)
+        return buf[:size] if flat else buf[:size].reshape(shape)
 
 
 _SCRATCH = _Scratch()
 
 
 def _affine(transform: SE3) -> np.ndarray:
-    """(3,4) float32 ``[R | t]`` of a single SE3."""
-    return np.concatenate([transform.rotation, transform.translation[:, None]], axis=1).astype(np.float32)
+    """(3,4) float32 ``[R | t]`` of a single SE3, or (N,3,4) of a batch."""
+    return np.concatenate([transform.rotation, transform.translation[..., None]], axis=-1).astype(np.float32)
 
 
 def _homogeneous_rows(points: np.ndarray) -> np.ndarray:
@@ -210,11 +219,27 @@ def _homogeneous_rows(points: np.ndarray) -> np.ndarray:
     return out
 
 
+def _transpose_into(rows: np.ndarray, out: np.ndarray) -> None:
+    """Copy (3,N) rows into the contiguous (3,N) float32 ``out``. Rows that are the transpose of (N,3) float32 point
+    records (a point cloud's xyz columns) go through OpenCV's blocked transpose, ~25 % faster than numpy's strided
+    copy."""
+    if rows.dtype == np.float32 and rows.strides[0] == 4 and rows.strides[1] >= 12 and rows.shape[1]:
+        import cv2
+
+        done = cv2.transpose(rows.T, dst=out)
+        if np.may_share_memory(done, out):
+            return
+    np.copyto(out, rows)
+
+
 def _knot_times(t_min_ns: int, t_max_ns: int, knot_spacing_ns: int) -> np.ndarray:
-    """(S+1,) int64 knot times of a :class:`_PoseTrack` over ``[t_min_ns, t_max_ns]``."""
-    span = max(int(t_max_ns) - int(t_min_ns), 0)
-    n_seg = max(int(np.ceil(span / knot_spacing_ns)), 1)
-    return int(t_min_ns) + np.round(np.arange(n_seg + 1) * (max(float(span), 1.0) / n_seg)).astype(np.int64)
+    """(S+1,) int64 knot times of a :class:`_PoseTrack` over ``[t_min_ns, t_max_ns]`` (float64 steps rounded half to
+    even, in Python: a few dozen knots)."""
+    t_min = int(t_min_ns)
+    span = max(int(t_max_ns) - t_min, 0)
+    n_seg = max(math.ceil(span / knot_spacing_ns), 1)
+    step = max(float(span), 1.0) / n_seg
+    return np.array([t_min + round(i * step) for i in range(n_seg + 1)], dtype=np.int64)
 
 
 class _PoseTrack:
@@ -237,15 +262,22 @@ class _PoseTrack:
         self.weights = weights  # (n_seg, 6, 4)
         self.inv_length = 1.0 / np.maximum(np.diff(self.knots_ns), 1).astype(np.float64)
 
-    def apply(self, points: np.ndarray, times_ns: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def apply(self, points: np.ndarray, times_ns: np.ndarray, out: np.ndarray | None = None,
+              in_order: bool | None = None) -> np.ndarray:
         """Map (3,N) float32 points (any strides, e.g. the transpose of the first columns of a wider point record)
         with the transform at each point's (N,) int64 time.
 
-        Each interval's points are first copied into a small homogeneous buffer (rows ``[x; y; z; 1]``, contiguous
-        for BLAS: on strided rows matmul falls back to a generic loop), which then stays in cache for the product.
+        The points go through homogeneous rows ``[x; y; z; 1]`` (contiguous for BLAS: on strided rows matmul falls
+        back to a generic loop). With a (4,N) ``out`` of contiguous rows and times in order, they are staged in
+        ``out`` itself (one copy, no per-interval buffers; each interval's product is read before its result is
+        written); otherwise each interval's points are copied into a small buffer that stays in cache.
+
+        Args:
+            in_order: whether the times are non-decreasing, when the caller knows (else it is checked).
 
         Returns:
-            (3,N) float32, written into ``out`` when given (it must not overlap ``points``).
+            (3,N) float32 (or ``out`` (4,N) with the fourth row set to 1), written into ``out`` when given (it must
+            not overlap ``points``).
         """
         times = np.asarray(times_ns, dtype=np.int64)
         n = points.shape[1]
@@ -253,8 +285,31 @@ class _PoseTrack:
             out = np.empty((3, n), dtype=np.float32)
         if n == 0:
             return out
+        if in_order is None:
+            in_order = not np.any(times[1:] < times[:-1])
         order = None
-        if np.any(times[1:] < times[:-1]):
+        if in_order and len(out) == 4 and out.strides[1] == out.itemsize:
+            _transpose_into(points, out[:3])
+            out[3] = 1.0
+            bounds = np.searchsorted(times, self.knots_ns[1:-1]).tolist()
+            alpha_all = _SCRATCH.get("track_alpha", n, np.float32)
+            terms_all = _SCRATCH.get("track_terms", 6 * n, np.float32)
+            inv_length = self.inv_length.astype(np.float32).tolist()
+            knots = self.knots_ns.tolist()
+            for k, (s, e) in enumerate(zip([0] + bounds, bounds + [n])):
+                if e > s:
+                    terms = np.matmul(self.weights[k], out[:, s:e], out=terms_all[:6 * (e - s)].reshape(6, e - s))
+                    # Time since the knot, < 2^24 ns: exact in float32.
+                    alpha = np.subtract(times[s:e], knots[k], out=alpha_all[s:e], casting="unsafe")
+                    alpha *= inv_length[k]
+                    np.multiply(terms[3:], alpha, out=terms[3:])
+                    np.add(terms[:3], terms[3:], out=out[:3, s:e])
+            return out
+        result = out
+        if len(out) == 4:
+            out[3] = 1.0
+            out = out[:3]
+        if not in_order:
             # Out of firing order: group by interval with one radix sort (stable argsort of 16-bit keys).
             seg = np.searchsorted(self.knots_ns[1:-1], times, side="right")
             seg = seg.astype(np.int16 if self.n_seg < 2 ** 15 else np.int32)
@@ -279,7 +334,7 @@ class _PoseTrack:
             np.add(terms[:3], terms[3:], out=target[:, s:e])
         if order is not None:
             out[:, order] = target
-        return out
+        return result
 
 
 def cached_pose(world_SE3_ego: PoseFn, timestamps_ns: np.ndarray) -> PoseFn:
@@ -289,12 +344,17 @@ def cached_pose(world_SE3_ego: PoseFn, timestamps_ns: np.ndarray) -> PoseFn:
     one sweep into six cameras asks for the same few poses many times. A query whose times are all among
     ``timestamps_ns`` is answered from the table; any other goes to ``world_SE3_ego``.
     """
-    times = np.unique(np.asarray(timestamps_ns, dtype=np.int64).reshape(-1))
+    times = np.array(sorted(set(np.asarray(timestamps_ns, dtype=np.int64).reshape(-1).tolist())), dtype=np.int64)
     poses = _call_pose(world_SE3_ego, times)
+    row = {t: i for i, t in enumerate(times.tolist())}
 
     def fn(query_ns: np.ndarray) -> SE3:
         q = np.asarray(query_ns, dtype=np.int64).reshape(-1)
-        if len(q) and len(times):
+        if 0 < len(q) <= 64:  # the usual few times: a dictionary look-up each
+            i = [row.get(t, -1) for t in q.tolist()]
+            if -1 not in i:
+                return poses[np.array(i, dtype=np.intp)]
+        elif len(q) and len(times):
             i = np.minimum(np.searchsorted(times, q), len(times) - 1)
             if np.array_equal(times[i], q):
                 return poses[i]
@@ -310,8 +370,10 @@ def _call_pose(world_SE3_ego: PoseFn, times_ns: np.ndarray) -> SE3:
     return poses
 
 
-def _sweep_times(points_lidar: np.ndarray, point_times_ns) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Validated (P,>=3) points, int64 times (scalar or (P,)) and whether the times vary over the sweep."""
+def _sweep_times(points_lidar: np.ndarray, point_times_ns
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, bool] | None]:
+    """Validated (P,>=3) points, int64 times (scalar or (P,)) and, when the times vary over the sweep, their span
+    ``(t_min_ns, t_max_ns, in_order)`` (None otherwise); one pass over the times when they are in order."""
     pts = np.asarray(points_lidar)
     if pts.ndim != 2 or pts.shape[1] < 3:
         raise ValueError(f"points_lidar: expected (P,3), got {pts.shape}")
@@ -320,17 +382,21 @@ def _sweep_times(points_lidar: np.ndarray, point_times_ns) -> tuple[np.ndarray, 
         raise ValueError(f"point_times_ns: expected ({len(pts)},) or a scalar, got {times.shape}")
     if times.ndim > 1:
         raise ValueError(f"point_times_ns: expected ({len(pts)},) or a scalar, got {times.shape}")
-    varying = times.ndim == 1 and len(times) > 0 and bool(times.min() != times.max())
-    return pts, times, varying
+    if times.ndim == 0 or len(times) == 0:
+        return pts, times, None
+    in_order = not np.any(times[1:] < times[:-1])
+    t_min, t_max = (int(times[0]), int(times[-1])) if in_order else (int(times.min()), int(times.max()))
+    return pts, times, ((t_min, t_max, in_order) if t_min != t_max else None)
 
 
-def _compensate_into(pts: np.ndarray, times: np.ndarray, varying: bool, ego_SE3_lidar: SE3, world_SE3_ego: PoseFn,
-                     reference_ns: int, knot_spacing_ns: int, out: np.ndarray) -> np.ndarray:
-    """:func:`compensate_points` written into ``out`` (4,P) float32 as homogeneous rows ``[x; y; z; 1]``."""
+def _compensate_into(pts: np.ndarray, times: np.ndarray, span: tuple[int, int, bool] | None, ego_SE3_lidar: SE3,
+                     world_SE3_ego: PoseFn, reference_ns: int, knot_spacing_ns: int, out: np.ndarray) -> np.ndarray:
+    """:func:`compensate_points` written into ``out`` (4,P) float32 as homogeneous rows ``[x; y; z; 1]``;
+    ``span`` as :func:`_sweep_times` gives it."""
     p = len(pts)
     ref_SE3_world = _call_pose(world_SE3_ego, np.array([int(reference_ns)]))[0].inverse()
     rows = pts[:, :3].astype(np.float32, copy=False).T
-    if not varying:
+    if span is None:
         t = int(times) if times.ndim == 0 else (int(times[0]) if p else int(reference_ns))
         ref_SE3_lidar = ref_SE3_world.compose(_call_pose(world_SE3_ego, np.array([t]))[0]).compose(ego_SE3_lidar)
         affine = _affine(ref_SE3_lidar)
@@ -338,11 +404,8 @@ def _compensate_into(pts: np.ndarray, times: np.ndarray, varying: bool, ego_SE3_
         out[:3] += affine[:, 3:]
         out[3] = 1.0
         return out
-    track = _PoseTrack(world_SE3_ego, int(times.min()), int(times.max()), ref_SE3_world, ego_SE3_lidar,
-                       knot_spacing_ns)
-    track.apply(rows, times, out=out[:3])
-    out[3] = 1.0
-    return out
+    track = _PoseTrack(world_SE3_ego, span[0], span[1], ref_SE3_world, ego_SE3_lidar, knot_spacing_ns)
+    return track.apply(rows, times, out=out, in_order=span[2])
 
 
 def compensate_points(
@@ -371,9 +434,9 @@ def compensate_points(
     Raises:
         ValueError: shapes do not match.
     """
-    pts, times, varying = _sweep_times(points_lidar, point_times_ns)
+    pts, times, span = _sweep_times(points_lidar, point_times_ns)
     out = np.empty((4, len(pts)), dtype=np.float32)
-    return _compensate_into(pts, times, varying, ego_SE3_lidar, world_SE3_ego, reference_ns, knot_spacing_ns,
+    return _compensate_into(pts, times, span, ego_SE3_lidar, world_SE3_ego, reference_ns, knot_spacing_ns,
                             out)[:3].T
 
 
@@ -530,13 +593,11 @@ class _SectorIndex:
         return self._key
 
     def _envelopes(self, abin: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]] | None:
-        n, block = len(abin), self.BLOCK
-        full = n // block * block
-        bmax = abin[:full].reshape(-1, block).max(axis=1)
-        bmin = abin[:full].reshape(-1, block).min(axis=1)
-        if full < n:
-            bmax = np.append(bmax, abin[full:].max())
-            bmin = np.append(bmin, abin[full:].min())
+        # reduceat: one pass per envelope, the last (partial) block included; far faster than max(axis=1) on
+        # 64-wide rows.
+        first = np.arange(0, len(abin), self.BLOCK)
+        bmax = np.maximum.reduceat(abin, first)
+        bmin = np.minimum.reduceat(abin, first)
         # A run ends where the azimuth drops by more than half a turn (the sweep's seam).
         starts = np.concatenate([[0], np.flatnonzero(bmin[1:] < bmax[:-1] - self.BINS // 2) + 1, [len(bmax)]])
         if len(starts) - 1 > self.MAX_SEGMENTS:
@@ -553,26 +614,27 @@ class _SectorIndex:
         b0, b1 = self._bin(axis_az + lo), self._bin(axis_az + hi)
         return [(b0, b1)] if b0 <= b1 else [(b0, self.BINS - 1), (0, b1)]
 
-    def tables(self, ref_SE3_cams: SE3, bounds: list) -> list[tuple[np.ndarray, list[tuple[int, int]]] | None]:
+    def tables(self, ref_SE3_cams: SE3, bounds: list) -> list[tuple[tuple, list[tuple[int, int]]] | None]:
         """Every camera's candidate cells, all cameras at once (batched small-array arithmetic; per camera it would
-        cost more than the look-ups themselves).
+        cost more than the look-ups themselves). The cell tables themselves are built by :meth:`_table` only for a
+        camera that looks them up.
 
         Args:
             ref_SE3_cams: batch of C, camera -> reference frame.
             bounds: C normalised-coordinate bounds (see :func:`_normalised_bounds`), None for an unbounded view.
 
         Returns:
-            Per camera a (BANDS * BINS,) bool table (band 0 excluded: :attr:`near` holds those points) and the
-            inclusive azimuth-bin intervals that hold every cell of the table; None (all points) when the sector
-            test does not apply (no bounded field of view, or a camera looking steeply up or down).
+            Per camera the arguments of :meth:`_table` and the index ranges (see :meth:`ranges`) of the inclusive
+            azimuth-bin intervals that hold every cell of the table; None (all points) when the sector test does
+            not apply (no bounded field of view, or a camera looking steeply up or down).
         """
         out: list = [None] * len(bounds)
         use = [i for i, b in enumerate(bounds) if b is not None]
         if not use:
             return out
         rot, trans = ref_SE3_cams.rotation[use], ref_SE3_cams.translation[use]  # (C,3,3), (C,3)
-        b = np.array([bounds[i] for i in use], dtype=np.float64)  # (C,4) x_lo, x_hi, y_lo, y_hi
-        corners = np.stack([b[:, [0, 1, 0, 1]], b[:, [2, 2, 3, 3]], np.ones((len(use), 4))], axis=1)  # (C,3,4)
+        corners = np.array([[[x_lo, x_hi, x_lo, x_hi], [y_lo, y_lo, y_hi, y_hi], [1.0, 1.0, 1.0, 1.0]]
+                            for x_lo, x_hi, y_lo, y_hi in (bounds[i] for i in use)])  # (C,3,4)
         rays = rot @ corners
         steep = np.any(np.hypot(rays[:, 0], rays[:, 1]) < 0.2 * np.abs(rays[:, 2]), axis=1)
         axis_az = np.arctan2(rot[:, 1, 2], rot[:, 0, 2])  # (C,)
@@ -602,43 +664,58 @@ class _SectorIndex:
         az = axis_az[:, None]
         b0 = np.minimum(((az + b_lo + np.pi) % (2 * np.pi) * scale).astype(np.int64), self.BINS - 1)
         b1 = np.minimum(((az + b_hi + np.pi) % (2 * np.pi) * scale).astype(np.int64), self.BINS - 1)
-        bins = np.arange(self.BINS)
-        after, before = bins >= b0[..., None], bins <= b1[..., None]
-        rows = np.where((b0 <= b1)[..., None], after & before, after | before) | everywhere[..., None]
-        table = np.zeros((len(use), self.BANDS, self.BINS), dtype=bool)
-        table[:, 1:] = rows
-        for j, i in enumerate(use):
-            if steep[j] or not hi[j] - lo[j] < np.pi:
-                continue
-            if everywhere[j].any():
-                intervals = [(0, self.BINS - 1)]
-            else:
-                intervals = self._bin_intervals(float(axis_az[j]), float(b_lo[j].min()), float(b_hi[j].max()))
-            out[i] = (table[j].reshape(-1), intervals)
+        skip = (steep | ~(hi - lo < np.pi)).tolist()
+        anywhere = everywhere.any(axis=1).tolist()
+        axis_list, lo_list, hi_list = axis_az.tolist(), b_lo.min(axis=1).tolist(), b_hi.max(axis=1).tolist()
+        cams = [j for j in range(len(use)) if not skip[j]]
+        ranges = self.ranges([[(0, self.BINS - 1)] if anywhere[j] else
+                              self._bin_intervals(axis_list[j], lo_list[j], hi_list[j]) for j in cams])
+        for j, cam_ranges in zip(cams, ranges):
+            out[use[j]] = ((b0[j], b1[j], everywhere[j]), cam_ranges)
         return out
 
-    def ranges(self, intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Index ranges ``[start, end)`` that hold every point whose azimuth bin is in one of ``intervals``: for a
-        point of block J with bin b in [b0, b1], the running max at J is >= b0 and the reverse running min <= b1."""
-        n = self.num_points
-        if self.segments is None or intervals == [(0, self.BINS - 1)]:
-            return [(0, n)]
-        out = []
-        for first, run_max, run_min in self.segments:
-            for b0, b1 in intervals:
-                s = first + int(np.searchsorted(run_max, b0, side="left"))
-                e = first + int(np.searchsorted(run_min, b1, side="right"))
-                if s < e:
-                    out.append((s * self.BLOCK, min(e * self.BLOCK, n)))
-        merged: list[tuple[int, int]] = []
-        for s, e in sorted(out):
-            if merged and s <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
-            else:
-                merged.append((s, e))
-        return merged
+    def _table(self, b0: np.ndarray, b1: np.ndarray, everywhere: np.ndarray) -> np.ndarray:
+        """A camera's (BANDS * BINS,) bool cell table (band 0 excluded: :attr:`near` holds those points) from its
+        (BANDS-1,) inclusive azimuth-bin intervals per band (wrapping when b0 > b1) and whole-band flags."""
+        bins = np.arange(self.BINS)
+        after, before = bins >= b0[:, None], bins <= b1[:, None]
+        table = np.zeros((self.BANDS, self.BINS), dtype=bool)
+        table[1:] = np.where((b0 <= b1)[:, None], after & before, after | before) | everywhere[:, None]
+        return table.reshape(-1)
 
-    def candidates(self, cells: tuple[np.ndarray, list[tuple[int, int]]] | None, xyz1: np.ndarray
+    def ranges(self, intervals: list[list[tuple[int, int]]]) -> list[list[tuple[int, int]]]:
+        """Per camera, sorted disjoint index ranges ``[start, end)`` that hold every point whose azimuth bin is in
+        one of its ``intervals``: for a point of block J with bin b in [b0, b1], the running max at J is >= b0 and
+        the reverse running min <= b1. One batched search per run for all cameras."""
+        n = self.num_points
+        whole = [self.segments is None or iv == [(0, self.BINS - 1)] for iv in intervals]
+        owner, lows, highs = [], [], []
+        for c, iv in enumerate(intervals):
+            if not whole[c]:
+                for b0, b1 in iv:
+                    owner.append(c)
+                    lows.append(b0)
+                    highs.append(b1)
+        found: list[list[tuple[int, int]]] = [[] for _ in intervals]
+        if owner:
+            for first, run_max, run_min in self.segments:
+                starts = np.searchsorted(run_max, lows, side="left").tolist()
+                ends = np.searchsorted(run_min, highs, side="right").tolist()
+                for c, s, e in zip(owner, starts, ends):
+                    if s < e:
+                        found[c].append(((first + s) * self.BLOCK, min((first + e) * self.BLOCK, n)))
+        out = []
+        for c, cam_found in enumerate(found):
+            merged: list[tuple[int, int]] = []
+            for s, e in sorted(cam_found):
+                if merged and s <= merged[-1][1]:
+                    merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+                else:
+                    merged.append((s, e))
+            out.append([(0, n)] if whole[c] else merged)
+        return out
+
+    def candidates(self, cells: tuple[tuple, list[tuple[int, int]]] | None, xyz1: np.ndarray
                    ) -> _Candidates | None:
         """Every point of a camera's cells (from :meth:`tables`), each once, or None for all.
 
@@ -652,8 +729,7 @@ class _SectorIndex:
         """
         if cells is None:
             return None
-        table, intervals = cells
-        ranges = self.ranges(intervals)
+        table_args, ranges = cells
         if sum(e - s for s, e in ranges) <= self.MAX_SCAN_FRACTION * self.num_points:
             starts = np.array([s for s, _ in ranges], dtype=np.intp)
             ends = np.array([e for _, e in ranges], dtype=np.intp)
@@ -662,6 +738,7 @@ class _SectorIndex:
             extra = self.near[~inside]
             return _Candidates([xyz1[:, s:e] for s, e in ranges] + [np.take(xyz1, extra, axis=1)], starts, extra)
         key = self._keys()
+        table = self._table(*table_args)
         parts = []
         for s, e in ranges:
             hit = _SCRATCH.get("sector_hit", e - s, bool)
@@ -695,11 +772,12 @@ class _Candidates:
         computed in place in ``local`` where it can be (slices: one offset per slice)."""
         if len(self.starts) == 0:
             return np.take(self.indices, local)
-        ends = np.cumsum([block.shape[1] for block in self.blocks[:len(self.starts)]], dtype=np.intp)
-        cuts = np.searchsorted(local, ends)
+        lengths = [block.shape[1] for block in self.blocks[:len(self.starts)]]
+        ends = list(itertools.accumulate(lengths))
+        cuts = np.searchsorted(local, ends).tolist()
         first = 0
-        for start, end, block, cut in zip(self.starts, ends, self.blocks, cuts):
-            offset = int(start) - (int(end) - block.shape[1])
+        for start, end, length, cut in zip(self.starts.tolist(), ends, lengths, cuts):
+            offset = start - (end - length)
             if offset:
                 local[first:cut] += offset
             first = cut
@@ -708,8 +786,8 @@ class _Candidates:
         return local
 
 
-def _project_xyz(camera: CameraModel, x: np.ndarray, y: np.ndarray, z: np.ndarray, scratch: bool = False
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _project_xyz(camera: CameraModel, x: np.ndarray, y: np.ndarray, z: np.ndarray, scratch: bool = False,
+                 quiet: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The camera model's projection of (N,) float32 camera-frame coordinates, in float32: u (N,), v (N,),
     valid (N,).
 
@@ -719,6 +797,8 @@ def _project_xyz(camera: CameraModel, x: np.ndarray, y: np.ndarray, z: np.ndarra
     (:func:`_jacobian_safe_r2`). Points that are not valid get arbitrary coordinates. Zero distortion terms are
     skipped; two-row arrays and in-place ufuncs keep the number of passes over memory low. With ``scratch`` the
     float arrays (u and v included) live in this thread's scratch buffers, valid until the next such call.
+    ``quiet``: the caller already ignores floating-point errors (``np.errstate(**_QUIET_FP)``; it saves entering
+    that context once per camera).
     """
     if isinstance(camera, FisheyeCamera):
         return _project_fisheye(camera, x, y, z)
@@ -729,7 +809,7 @@ def _project_xyz(camera: CameraModel, x: np.ndarray, y: np.ndarray, z: np.ndarra
     def buffer(name: str, shape) -> np.ndarray:
         return _SCRATCH.get(name, shape, f32) if scratch else np.empty(shape, dtype=f32)
 
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with contextlib.nullcontext() if quiet else np.errstate(**_QUIET_FP):
         inv_z = np.divide(f32(1.0), z, out=buffer("proj_scale", n))
         xyr = buffer("proj_xyr", (3, n))  # normalised (then radially scaled) coordinates and r^2
         xy, r2 = xyr[:2], xyr[2]
@@ -850,8 +930,9 @@ def project_points(
         raise ValueError(f"points_ref: expected (P,3), got {pts.shape}")
     world_SE3_ego = cached_pose(world_SE3_ego, _pose_times(int(reference_ns), [view], knot_spacing_ns))
     ref_pose, cam_SE3_ref = _camera_maps(world_SE3_ego, int(reference_ns), [view])
-    return _project_view(_homogeneous_rows(pts), None, view, cam_SE3_ref[0], ref_pose, world_SE3_ego,
-                         rolling_iterations, knot_spacing_ns)
+    with np.errstate(**_QUIET_FP):
+        return _project_view(_homogeneous_rows(pts), None, view, _affine(cam_SE3_ref[0]), ref_pose, world_SE3_ego,
+                             rolling_iterations, knot_spacing_ns)
 
 
 def _rolling_span(view: CameraView) -> tuple[int, int]:
@@ -878,15 +959,17 @@ def _camera_maps(world_SE3_ego: PoseFn, reference_ns: int, views: list[CameraVie
     return poses[0], cam_SE3_ego.compose(poses[1:].inverse()).compose(poses[0])
 
 
-def _project_view(xyz1: np.ndarray, cand: _Candidates | None, view: CameraView, cam_SE3_ref: SE3, ref_pose: SE3,
-                  world_SE3_ego: PoseFn, rolling_iterations: int, knot_spacing_ns: int) -> Projection:
+def _project_view(xyz1: np.ndarray, cand: _Candidates | None, view: CameraView, cam_affine_ref: np.ndarray,
+                  ref_pose: SE3, world_SE3_ego: PoseFn, rolling_iterations: int, knot_spacing_ns: int) -> Projection:
     """Project (4,P) homogeneous reference-frame coordinates (rows ``[x; y; z; 1]``) into one camera: all of them, or
-    the candidates ``cand`` (every point that can be in the view, from :meth:`_SectorIndex.candidates`)."""
+    the candidates ``cand`` (every point that can be in the view, from :meth:`_SectorIndex.candidates`), with the
+    camera's (3,4) float32 ``cam_SE3_ref`` map (:func:`_affine`). The caller ignores floating-point errors
+    (``np.errstate(**_QUIET_FP)``)."""
     num_points = xyz1.shape[1]
     cam = view.camera
     rolling = view.readout_s > 0
     bounds = _cull_bounds(cam, _CULL_MARGIN_ROLLING if rolling else _CULL_MARGIN)
-    x, y, z = _transform([xyz1] if cand is None else cand.blocks, _affine(cam_SE3_ref))
+    x, y, z = _transform([xyz1] if cand is None else cand.blocks, cam_affine_ref)
     if rolling:
         # The row poses move points by centimetres: cull on depth and on the normalised-coordinate bounds of the
         # image (relaxed by the rolling-shutter margin), then iterate the row time on the rest.
@@ -898,7 +981,7 @@ def _project_view(xyz1: np.ndarray, cand: _Candidates | None, view: CameraView, 
         idx = keep if cand is None else cand.cloud_index(keep.copy())
         sub = np.take(xyz1[:3], idx, axis=1)
         x, y, z = np.take(x, keep), np.take(y, keep), np.take(z, keep)
-    u, v, valid = _project_xyz(cam, x, y, z, scratch=True)
+    u, v, valid = _project_xyz(cam, x, y, z, scratch=True, quiet=True)
     if rolling and len(idx):
         t_first, t_last = _rolling_span(view)
         t_mid = int(view.timestamp_ns)
@@ -910,14 +993,14 @@ def _project_view(xyz1: np.ndarray, cand: _Candidates | None, view: CameraView, 
             row = np.clip(v, 0.0, h - 1.0)
             t_row = t_mid + np.round(view.readout_s * 1e9 * (row / max(h - 1, 1) - 0.5)).astype(np.int64)
             x, y, z = track.apply(sub, t_row)
-            u, v, valid = _project_xyz(cam, x, y, z, scratch=True)
+            u, v, valid = _project_xyz(cam, x, y, z, scratch=True, quiet=True)
     keep = np.flatnonzero(valid)
-    # Interleave first (two strided copies into a cached buffer), then one gather of 8-byte rows.
+    # Interleave first (two strided copies into a cached buffer), then one boolean compaction of 8-byte items.
     uv_all = _SCRATCH.get("cam_uv", (len(z), 2), np.float32)
     uv_all[:, 0] = u
     uv_all[:, 1] = v
-    uv = np.take(uv_all, keep, axis=0)
-    depth = np.take(z, keep)
+    uv = uv_all.view(np.int64).reshape(-1)[valid].view(np.float32).reshape(-1, 2)
+    depth = z[valid]
     if rolling:
         point_index = np.take(idx, keep)
     else:
@@ -952,16 +1035,16 @@ def project_sweep(
     Raises:
         ValueError: shapes do not match.
     """
-    pts, times, varying = _sweep_times(points_lidar, point_times_ns)
+    pts, times, span = _sweep_times(points_lidar, point_times_ns)
     p = len(pts)
     if reference_ns is None:
         reference_ns = int(times) if times.ndim == 0 else int(np.median(times)) if p else 0
     query = _pose_times(int(reference_ns), views, knot_spacing_ns)
-    if varying:
-        query.extend(_knot_times(int(times.min()), int(times.max()), knot_spacing_ns).tolist())
+    if span is not None:
+        query.extend(_knot_times(span[0], span[1], knot_spacing_ns).tolist())
     world_SE3_ego = cached_pose(world_SE3_ego, query)
     xyz1 = np.empty((4, p), dtype=np.float32)  # homogeneous rows; the first three are returned
-    _compensate_into(pts, times, varying, ego_SE3_lidar, world_SE3_ego, reference_ns, knot_spacing_ns, xyz1)
+    _compensate_into(pts, times, span, ego_SE3_lidar, world_SE3_ego, reference_ns, knot_spacing_ns, xyz1)
     ref_pose, cam_SE3_ref = _camera_maps(world_SE3_ego, int(reference_ns), views)
     if len(views) > 1 and p >= _INDEX_MIN_POINTS:
         index = _SectorIndex(xyz1)
@@ -969,7 +1052,9 @@ def project_sweep(
             _cull_bounds(v.camera, _CULL_MARGIN_ROLLING if v.readout_s > 0 else _CULL_MARGIN) for v in views])
     else:
         index, cells = None, [None] * len(views)
-    projections = [_project_view(xyz1, None if index is None else index.candidates(c, xyz1), v, cam_SE3_ref[i],
-                                 ref_pose, world_SE3_ego, rolling_iterations, knot_spacing_ns)
-                   for i, (v, c) in enumerate(zip(views, cells))]
+    affines = _affine(cam_SE3_ref)  # (C,3,4), all cameras at once
+    with np.errstate(**_QUIET_FP):
+        projections = [_project_view(xyz1, None if index is None else index.candidates(c, xyz1), v, affines[i],
+                                     ref_pose, world_SE3_ego, rolling_iterations, knot_spacing_ns)
+                       for i, (v, c) in enumerate(zip(views, cells))]
     return xyz1[:3].T, projections

@@ -7,6 +7,7 @@ import pytest
 
 from sensorlabel.fusion import (
     CameraView,
+    Projection,
     compensate_points,
     project_boxes,
     project_sweep,
@@ -84,6 +85,27 @@ def test_depth_buffer_hides_a_wall_behind_a_board() -> None:
     inner = (np.abs(wall_xyz[:, 1]) < 4.0) & (np.abs(wall_xyz[:, 2] - 1.6) < 4.0)
     assert not keep[~on_board][shadow].any()
     assert keep[~on_board][~inner].all()
+
+
+def test_visible_mask_ignores_empty_image_rows_and_select_forms_agree() -> None:
+    """The rule looks only at the buffer rows between the first and last point: two far points (which hide nothing)
+    added in the top and bottom rows leave every other point's visibility unchanged, whatever ran before. Selecting
+    with the mask or with its indices gives the same projection."""
+    rng = np.random.default_rng(3)
+    k = 4000
+    uv = np.column_stack([rng.uniform(-0.5, 1279.5, k), rng.uniform(400.0, 600.0, k)]).astype(np.float32)
+    depth = rng.uniform(2.0, 60.0, k).astype(np.float32)
+    band = Projection("cam", k, np.arange(k), uv, depth, 1280, 720, 800.0)
+    full = Projection("cam", k + 2, np.arange(k + 2), np.concatenate([uv, [[10.0, 0.0], [1200.0, 719.0]]]).astype(
+        np.float32), np.concatenate([depth, [1e6, 1e6]]).astype(np.float32), 1280, 720, 800.0)
+    expected = visible_mask(full)[:k]
+    assert 0 < expected.sum() < k
+    got = visible_mask(band)
+    assert np.array_equal(got, expected)
+    by_mask, by_index = band.select(got), band.select(np.flatnonzero(got))
+    for field in ("point_index", "uv_px", "depth_m"):
+        assert np.array_equal(getattr(by_mask, field), getattr(by_index, field))
+    assert by_mask.uv_px.shape == (int(got.sum()), 2) and by_mask.uv_px.dtype == np.float32
 
 
 def test_box_edges_are_clipped_at_the_near_plane() -> None:
