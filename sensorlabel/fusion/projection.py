@@ -260,7 +260,21 @@ class _PoseTrack:
         affine = np.concatenate([poses.rotation, poses.translation[:, :, None]], axis=2)  # (n_seg+1, 3, 4)
         weights = np.concatenate([affine[:-1], affine[1:] - affine[:-1]], axis=1).astype(np.float32)
         self.weights = weights  # (n_seg, 6, 4)
-        self.inv_length = 1.0 / np.maximum(np.diff(self.knots_ns), 1).astype(np.float64)
+        inv_length = 1.0 / np.maximum(np.diff(self.knots_ns), 1).astype(np.float64)
+        self.inv_length_f32 = inv_length.astype(np.float32).tolist()  # per interval, as Python floats
+        self.knots_list = self.knots_ns.tolist()
+
+    def _interval(self, k: int, rows: np.ndarray, times_ns: np.ndarray, alpha_buf: np.ndarray, terms_buf: np.ndarray,
+                  target: np.ndarray) -> None:
+        """Map the (4,m) homogeneous rows of points in knot interval ``k`` into ``target`` (3,m); ``alpha_buf`` (m,)
+        and ``terms_buf`` (>= 6m,) are float32 scratch. ``rows`` is read before ``target`` is written."""
+        m = rows.shape[1]
+        terms = np.matmul(self.weights[k], rows, out=terms_buf[:6 * m].reshape(6, m))
+        # Time since the knot, < 2^24 ns: exact in float32.
+        alpha = np.subtract(times_ns, self.knots_list[k], out=alpha_buf, casting="unsafe")
+        alpha *= self.inv_length_f32[k]
+        np.multiply(terms[3:], alpha, out=terms[3:])
+        np.add(terms[:3], terms[3:], out=target)
 
     def apply(self, points: np.ndarray, times_ns: np.ndarray, out: np.ndarray | None = None,
               in_order: bool | None = None) -> np.ndarray:
@@ -294,16 +308,9 @@ class _PoseTrack:
             bounds = np.searchsorted(times, self.knots_ns[1:-1]).tolist()
             alpha_all = _SCRATCH.get("track_alpha", n, np.float32)
             terms_all = _SCRATCH.get("track_terms", 6 * n, np.float32)
-            inv_length = self.inv_length.astype(np.float32).tolist()
-            knots = self.knots_ns.tolist()
             for k, (s, e) in enumerate(zip([0] + bounds, bounds + [n])):
                 if e > s:
-                    terms = np.matmul(self.weights[k], out[:, s:e], out=terms_all[:6 * (e - s)].reshape(6, e - s))
-                    # Time since the knot, < 2^24 ns: exact in float32.
-                    alpha = np.subtract(times[s:e], knots[k], out=alpha_all[s:e], casting="unsafe")
-                    alpha *= inv_length[k]
-                    np.multiply(terms[3:], alpha, out=terms[3:])
-                    np.add(terms[:3], terms[3:], out=out[:3, s:e])
+                    self._interval(k, out[:, s:e], times[s:e], alpha_all[s:e], terms_all, out[:3, s:e])
             return out
         result = out
         if len(out) == 4:
@@ -326,12 +333,8 @@ class _PoseTrack:
             chunk = _SCRATCH.get("track_points", (4, e - s), np.float32)
             np.copyto(chunk[:3], points[:, s:e])
             chunk[3] = 1.0
-            terms = np.matmul(self.weights[k], chunk, out=_SCRATCH.get("track_terms", (6, e - s), np.float32))
-            # Time since the knot, < 2^24 ns: exact in float32.
-            alpha = np.subtract(times[s:e], self.knots_ns[k], out=alpha_all[s:e], casting="unsafe")
-            alpha *= np.float32(self.inv_length[k])
-            np.multiply(terms[3:], alpha, out=terms[3:])
-            np.add(terms[:3], terms[3:], out=target[:, s:e])
+            self._interval(k, chunk, times[s:e], alpha_all[s:e], _SCRATCH.get("track_terms", 6 * (e - s), np.float32),
+                           target[:, s:e])
         if order is not None:
             out[:, order] = target
         return result

@@ -266,7 +266,7 @@ class Raycaster:
         g_count, m_count, _ = grid.dirs_sensor.shape
         cg, cm = grid.cell
         sample_g, sample_m = grid.sample_index
-        gc, mc = len(sample_g), len(sample_m)
+        gc = len(sample_g)
         # Largest time gap between a ray of a cell and the cell's sample ray.
         cell_of_group = np.minimum(np.arange(g_count) // cg, gc - 1)
         dt_max = float(np.max(np.abs(times_s - times_s[sample_g][cell_of_group]))) if g_count else 0.0
