@@ -166,17 +166,22 @@ class Projection:
         keep = np.asarray(keep)
         uv = self.uv_px
         if keep.dtype == bool and uv.dtype == np.float32 and uv.flags.c_contiguous:
-            # Boolean compaction (no index array); the (u, v) pairs as one 8-byte item each.
+            # Boolean compaction (no index array).
             if keep.shape != (len(self.point_index),):
                 raise IndexError(f"keep: expected ({len(self.point_index)},) bool, got {keep.shape}")
-            uv = uv.view(np.int64).reshape(-1)[keep].view(np.float32).reshape(-1, 2)
-            return Projection(self.camera, self.num_points, self.point_index[keep], uv, self.depth_m[keep],
-                              self.width_px, self.height_px, self.focal_px)
+            return Projection(self.camera, self.num_points, self.point_index[keep], _compact_uv(uv, keep),
+                              self.depth_m[keep], self.width_px, self.height_px, self.focal_px)
         if keep.dtype == bool:
             keep = np.flatnonzero(keep)
         return Projection(self.camera, self.num_points, np.take(self.point_index, keep),
                           np.take(uv, keep, axis=0), np.take(self.depth_m, keep), self.width_px, self.height_px,
                           self.focal_px)
+
+
+def _compact_uv(uv_px: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The rows of C-contiguous (K,2) float32 ``uv_px`` where the (K,) bool ``keep`` is set, compacted as one 8-byte
+    item per (u, v) pair (one boolean pass instead of two strided ones)."""
+    return uv_px.view(np.int64).reshape(-1)[keep].view(np.float32).reshape(-1, 2)
 
 
 class _Scratch(threading.local):
@@ -1002,7 +1007,7 @@ def _project_view(xyz1: np.ndarray, cand: _Candidates | None, view: CameraView, 
     uv_all = _SCRATCH.get("cam_uv", (len(z), 2), np.float32)
     uv_all[:, 0] = u
     uv_all[:, 1] = v
-    uv = uv_all.view(np.int64).reshape(-1)[valid].view(np.float32).reshape(-1, 2)
+    uv = _compact_uv(uv_all, valid)
     depth = z[valid]
     if rolling:
         point_index = np.take(idx, keep)
