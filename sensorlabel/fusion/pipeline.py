@@ -14,15 +14,17 @@ Outputs, written beside the drive in ``X.drive/fusion/`` (each file written to a
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
-import tempfile
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from sensorlabel.formats import atomic_write_bytes
 from sensorlabel.fusion.aggregation import SweepInput, aggregate_sweeps
 from sensorlabel.fusion.calibcheck import CalibCheckConfig, calibration_frame, check_calibration
 from sensorlabel.fusion.colorize import colorize_points
@@ -92,27 +94,15 @@ class FuseReport:
         return "\n".join(lines)
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp-")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
 
 
 def _boxes_at(drive, frame: int) -> Boxes:
     records = drive.labels.boxes_at(frame)
     return records.boxes if len(records) else Boxes.empty()
-
-
-def _sweep_input(drive, frame: int) -> SweepInput | None:
-    sweep = drive.frame_sweep(frame)
-    if sweep is None:
-        return None
-    return SweepInput(sweep.xyz_sensor, sweep.point_times_ns(), int(sweep.timestamp_ns), _boxes_at(drive, frame))
 
 
 def _check_window(drive, pending: dict[str, list], config: CalibCheckConfig) -> list[tuple[int, str]]:
@@ -156,12 +146,15 @@ def fuse_drive(drive, config: FuseConfig = FuseConfig(), out_dir: str | os.PathL
     pending: dict[str, list] = {}  # camera -> [(frame, CalibFrame, camera record)] of the current window
     colors, color_offsets = [], [0]
     agg_points, agg_sweep, agg_offsets = [], [], [0]
+    window: deque[SweepInput | None] = deque(maxlen=max(config.aggregate_sweeps, 1))  # the sweeps aggregated
     if lidar is not None:
         ego_SE3_lidar = drive.sensors[lidar].ego_SE3_sensor
     for frame in range(drive.num_frames):
         record = {"frame": frame, "timestamp_ns": int(drive.frame_timestamps_ns[frame]), "cameras": []}
         sweep = drive.frame_sweep(frame) if lidar is not None else None
         n_points = 0 if sweep is None else len(sweep.points)
+        times_ns = None if sweep is None else sweep.point_times_ns()
+        boxes = _boxes_at(drive, frame) if config.calibration_check or config.aggregate_sweeps > 1 else None
         if sweep is not None:
             views, image_index = [], []
             for cam in drive.camera_names:
@@ -171,7 +164,7 @@ def fuse_drive(drive, config: FuseConfig = FuseConfig(), out_dir: str | os.PathL
                                                              int(drive.camera_timestamps_ns(cam)[idx])))
                     image_index.append(idx)
             ref_ns = int(sweep.timestamp_ns)
-            points_ref, projections = project_sweep(sweep.xyz_sensor, sweep.point_times_ns(), ego_SE3_lidar, views,
+            points_ref, projections = project_sweep(sweep.xyz_sensor, times_ns, ego_SE3_lidar, views,
                                                     drive.world_SE3_ego, ref_ns,
                                                     rolling_iterations=config.rolling_iterations)
             visible = [p.select(visible_mask(p, config.occlusion)) for p in projections]
@@ -180,14 +173,13 @@ def fuse_drive(drive, config: FuseConfig = FuseConfig(), out_dir: str | os.PathL
             exclude = None
             if config.calibration_check and views:
                 # Returns on labelled objects move between the lidar and the camera time: leave them out.
-                boxes = _boxes_at(drive, frame)
                 if len(boxes):
                     exclude = boxes.points_in_boxes(np.asarray(points_ref), margin_m=0.3).any(axis=0)
                 ring = sweep.field("ring") if "ring" in sweep.fields else None
             for c, (view, proj, vis) in enumerate(zip(views, projections, visible)):
                 cam_rec = {"camera": view.name, "projected": len(proj), "visible": len(vis)}
                 if config.calibration_check:
-                    evidence = calibration_frame(sweep.xyz_sensor, sweep.point_times_ns(), ego_SE3_lidar,
+                    evidence = calibration_frame(sweep.xyz_sensor, times_ns, ego_SE3_lidar,
                                                  drive.world_SE3_ego, ref_ns, images[c], view.timestamp_ns, ring=ring,
                                                  exclude=exclude, config=config.calibration)
                     pending.setdefault(view.name, []).append((frame, evidence, cam_rec))
@@ -200,8 +192,9 @@ def fuse_drive(drive, config: FuseConfig = FuseConfig(), out_dir: str | os.PathL
         if config.colorize:
             color_offsets.append(color_offsets[-1] + n_points)
         if config.aggregate_sweeps > 1 and lidar is not None:
-            frames = [f for f in range(max(0, frame - config.aggregate_sweeps + 1), frame + 1)]
-            inputs = [s for s in (_sweep_input(drive, f) for f in frames) if s is not None]
+            window.append(None if sweep is None else
+                          SweepInput(sweep.xyz_sensor, times_ns, int(sweep.timestamp_ns), boxes))
+            inputs = [s for s in window if s is not None]
             if inputs:
                 cloud = aggregate_sweeps(inputs, ego_SE3_lidar, drive.world_SE3_ego,
                                          int(drive.frame_timestamps_ns[frame]))
@@ -216,8 +209,8 @@ def fuse_drive(drive, config: FuseConfig = FuseConfig(), out_dir: str | os.PathL
         if progress is not None:
             progress(frame + 1, drive.num_frames)
 
-    _atomic_write(out / "stats.json", lambda p: Path(p).write_text(json.dumps(stats, indent=1)))
-    _atomic_write(out / "config.json", lambda p: Path(p).write_text(json.dumps(config.to_dict(), indent=1)))
+    atomic_write_bytes(out / "stats.json", json.dumps(stats, indent=1).encode())
+    atomic_write_bytes(out / "config.json", json.dumps(config.to_dict(), indent=1).encode())
     if config.colorize:
         total = color_offsets[-1]
         rgb = np.zeros((total, 3), np.uint8)
@@ -227,20 +220,12 @@ def fuse_drive(drive, config: FuseConfig = FuseConfig(), out_dir: str | os.PathL
             if col is not None:
                 sl = slice(color_offsets[f], color_offsets[f + 1])
                 rgb[sl], seen[sl], cam_idx[sl] = col.rgb, col.seen, col.camera_index
-
-        def write_colors(p):
-            with open(p, "wb") as fh:
-                np.savez(fh, rgb=rgb, seen=seen, camera_index=cam_idx, offsets=np.asarray(color_offsets, np.int64))
-
-        _atomic_write(out / "colors.npz", write_colors)
+        atomic_write_bytes(out / "colors.npz", _npz_bytes(rgb=rgb, seen=seen, camera_index=cam_idx,
+                                                          offsets=np.asarray(color_offsets, np.int64)))
     if config.aggregate_sweeps > 1:
         pts = np.concatenate(agg_points) if agg_points else np.zeros((0, 3), np.float32)
         src = np.concatenate(agg_sweep) if agg_sweep else np.zeros(0, np.int16)
-
-        def write_agg(p):
-            with open(p, "wb") as fh:
-                np.savez(fh, points=pts, sweep_offset=src, offsets=np.asarray(agg_offsets, np.int64))
-
-        _atomic_write(out / "aggregate.npz", write_agg)
+        atomic_write_bytes(out / "aggregate.npz", _npz_bytes(points=pts, sweep_offset=src,
+                                                             offsets=np.asarray(agg_offsets, np.int64)))
     logger.info("fused %d frames into %s (%d flagged)", drive.num_frames, out, len(flagged))
     return FuseReport(out, stats, flagged)
