@@ -25,6 +25,7 @@ import numpy as np
 
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.iou import iou_3d_paired
+from sensorlabel.geometry.lie import wrap_angle
 from sensorlabel.geometry.se3 import SE3
 from sensorlabel.propagation.interpolate import (
     baseline_copy_last,
@@ -173,7 +174,7 @@ def score_boxes(gt: GroundTruth, idx: np.ndarray, pred: Boxes, candidates: np.nd
         iou[idx] = iou_3d_paired(pred, truth)
         produced[idx] = True
         center_err[idx] = np.linalg.norm(pred.center_m - truth.center_m, axis=1)
-        yaw_err[idx] = np.abs((pred.yaw_rad - truth.yaw_rad + np.pi) % (2 * np.pi) - np.pi)
+        yaw_err[idx] = np.abs(wrap_angle(pred.yaw_rad - truth.yaw_rad))
     for group in ("car", "pedestrian", "cyclist", "other", "all"):
         sel = candidates & ((groups == group) if group != "all" else True)
         n = int(sel.sum())

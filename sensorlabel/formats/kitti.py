@@ -58,6 +58,7 @@ from scipy.spatial.transform import Rotation
 from sensorlabel.errors import FormatError
 from sensorlabel.formats.fileio import encoded_image_size, read_file_bytes, read_nonempty_bytes
 from sensorlabel.geometry.boxes import Boxes
+from sensorlabel.geometry.lie import wrap_angle
 from sensorlabel.geometry.se3 import SE3
 
 logger = logging.getLogger(__name__)
@@ -507,10 +508,6 @@ def kitti_to_boxes_velo(table: KittiLabelTable, calib: KittiCalib) -> Boxes:
     return kitti_to_boxes_rect(table).transform(calib.rect_SE3_velo.inverse())
 
 
-def _wrap_angle(angle_rad: np.ndarray) -> np.ndarray:
-    return (np.asarray(angle_rad) + np.pi) % (2.0 * np.pi) - np.pi
-
-
 def project_boxes_to_image(
     boxes_rect: Boxes, P: np.ndarray, image_size_px: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -575,7 +572,7 @@ def boxes_rect_to_kitti(
     ry = np.arctan2(-rot[:, 2, 0], rot[:, 0, 0]) if n else np.zeros(0)
     l, w, h = boxes_rect.lwh_m[:, 0], boxes_rect.lwh_m[:, 1], boxes_rect.lwh_m[:, 2]
     location = boxes_rect.center_m + np.stack([np.zeros(n), h / 2.0, np.zeros(n)], axis=1)
-    alpha = _wrap_angle(ry - np.arctan2(location[:, 0], location[:, 2]))
+    alpha = wrap_angle(ry - np.arctan2(location[:, 0], location[:, 2]))
     if calib is not None:
         bbox, truncated = project_boxes_to_image(boxes_rect, calib.P2, image_size_px)
     else:
@@ -1182,7 +1179,7 @@ def _merge_with_source(rows: KittiLabelTable, source: KittiLabelTable, decimals:
         for i in index.get(key, ()):
             if i in used or source.type[i] != rows.type[r]:
                 continue
-            turn = source.rotation_y_rad[i] + _wrap_angle(ry[r] - source.rotation_y_rad[i])
+            turn = source.rotation_y_rad[i] + wrap_angle(ry[r] - source.rotation_y_rad[i])
             geo = np.concatenate([rows.hwl_m[r], rows.location_rect_m[r], [turn]])
             if np.array_equal(np.round(geo * scale), np.round(src_geo[i] * scale)):
                 used.add(i)

@@ -26,6 +26,7 @@ import numpy as np
 
 from sensorlabel.fusion.projection import PoseFn, _call_pose, compensate_points
 from sensorlabel.geometry.boxes import Boxes
+from sensorlabel.geometry.lie import wrap_angle
 from sensorlabel.geometry.se3 import SE3
 
 MOVING_POLICIES = ("transfer", "drop", "keep")
@@ -72,10 +73,6 @@ class AggregatedCloud:
     target_ns: int
 
 
-def _wrap(angle: np.ndarray) -> np.ndarray:
-    return (angle + np.pi) % (2 * np.pi) - np.pi
-
-
 @dataclass(frozen=True)
 class _TrackTable:
     """All boxes of all sweeps in the world frame, with constant-velocity motion per box row."""
@@ -115,7 +112,7 @@ class _TrackTable:
             dt = np.where(has, dt, 1.0)
             vel = np.where(has[:, None], (boxes.center_m[nb] - boxes.center_m) / dt[:, None], 0.0)
             yaw = boxes.yaw_rad
-            yaw_rate = np.where(has, _wrap(yaw[nb] - yaw) / dt, 0.0)
+            yaw_rate = np.where(has, wrap_angle(yaw[nb] - yaw) / dt, 0.0)
         return cls(t, track, boxes, vel, yaw_rate)
 
     def poses_at(self, rows: np.ndarray, times_ns: np.ndarray) -> SE3:

@@ -1,4 +1,4 @@
-"""The SE(3) exponential and logarithm, and geodesic interpolation between poses.
+"""The SE(3) exponential and logarithm, geodesic interpolation between poses, and angle wrapping (SO(2)).
 
 ``T(alpha) = T0 ∘ exp(alpha · log(T0⁻¹ T1))`` is the constant-body-twist path from T0 to T1: a vehicle moving with
 constant speed and yaw rate follows exactly this screw motion, so interpolating keyframes along it reproduces circular
@@ -17,6 +17,11 @@ from scipy.spatial.transform import Rotation
 from sensorlabel.geometry.se3 import SE3
 
 _SMALL = 1e-4
+
+
+def wrap_angle(angle_rad: np.ndarray) -> np.ndarray:
+    """Angles (any shape) wrapped to [-pi, pi)."""
+    return (np.asarray(angle_rad) + np.pi) % (2.0 * np.pi) - np.pi
 
 
 def _hat(omega: np.ndarray) -> np.ndarray:

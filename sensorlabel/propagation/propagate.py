@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from sensorlabel.geometry.boxes import Boxes
+from sensorlabel.geometry.lie import wrap_angle
 from sensorlabel.geometry.se3 import SE3
 from sensorlabel.propagation.interpolate import KeyframeTrack
 from sensorlabel.propagation.refine import (
@@ -181,7 +182,7 @@ def _fit(work: _TrackWork, cfg: PropagationConfig, sweep: _SweepWorld, prior: SE
                                        fit_yaw=fit_yaw)
 
         res = icp(bool(lwh[0] >= cfg.min_length_for_yaw_m))
-        turn = (res.world_SE3_object.yaw_rad() - prior_obs.yaw_rad() + np.pi) % (2 * np.pi) - np.pi
+        turn = wrap_angle(res.world_SE3_object.yaw_rad() - prior_obs.yaw_rad())
         if abs(turn) > cfg.max_yaw_correction_rad:
             res = icp(False)
         if res.fitness >= cfg.min_fitness:

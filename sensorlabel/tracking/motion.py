@@ -26,14 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sensorlabel.geometry.lie import wrap_angle
+
 #: Measurement layout shared by all models.
 MEAS_DIM = 7
 YAW = 3
-
-
-def wrap_angle(angle_rad: np.ndarray) -> np.ndarray:
-    """Wrap angles to [-pi, pi)."""
-    return (np.asarray(angle_rad) + np.pi) % (2.0 * np.pi) - np.pi
 
 
 @dataclass(frozen=True)

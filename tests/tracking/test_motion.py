@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensorlabel.tracking.motion import ConstantTurnRate, ConstantVelocity, MotionNoise, make_motion_model, wrap_angle
+from sensorlabel.geometry.lie import wrap_angle
+from sensorlabel.tracking.motion import ConstantTurnRate, ConstantVelocity, MotionNoise, make_motion_model
 from tests.tracking.synthetic import turning_path
 
 LWH = np.array([4.2, 1.8, 1.5])

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from sensorlabel.geometry.boxes import Boxes
+from sensorlabel.geometry.lie import wrap_angle
 
 #: Smallest box side an edit may produce.
 MIN_SIDE_M = 0.1
@@ -60,11 +61,6 @@ class BoxPose:
         """(2,) ego x-y of the rotation handle: ahead of the front face, on the heading."""
         ex, _ = self.axes_xy
         return self.center_m[:2] + ex * (self.lwh_m[0] / 2 + offset_m)
-
-
-def wrap_angle(angle_rad):
-    """Wrap to [-pi, pi)."""
-    return (np.asarray(angle_rad) + np.pi) % (2 * np.pi) - np.pi
 
 
 def snap_yaw(yaw_rad: float, step_rad: float | None) -> float:

@@ -12,6 +12,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from sensorlabel.geometry.lie import wrap_angle
+
 from ..model import editing
 from ..model.editing import BoxPose
 
@@ -138,6 +140,6 @@ class OrthoPanel(QtWidgets.QWidget):
                       float(np.deg2rad(v["yaw"])))
         old = self.pose
         if (np.allclose(new.center_m, old.center_m, atol=5e-3) and np.allclose(new.lwh_m, old.lwh_m, atol=5e-3)
-                and abs(editing.wrap_angle(new.yaw_rad - old.yaw_rad)) < 1e-3):
+                and abs(wrap_angle(new.yaw_rad - old.yaw_rad)) < 1e-3):
             return
         self.boxEdited.emit(new)
