@@ -157,9 +157,13 @@ def test_sustech_front_camera_points_and_colours(shared_data: Path, tmp_path: Pa
     col = colorize_points(len(points), [vis], [image])
     assert col.seen.sum() == len(vis)
     assert (col.rgb[~col.seen] == [255, 0, 255]).all()
-    # Colour sanity against the image: points inside labelled boxes take the colours of their image region.
-    inside = labels.boxes.count_points(points[:, :3]).sum()
-    assert inside > 0
+    # Points inside labelled boxes that the camera sees take the colour of the image pixel they project to.
+    on_objects = labels.boxes.points_in_boxes(points[:, :3]).any(axis=0)[vis.point_index]
+    assert on_objects.sum() > 100
+    h, w = image.shape[:2]
+    col_px = np.clip(np.rint(vis.uv_px[on_objects, 0]), 0, w - 1).astype(int)
+    row_px = np.clip(np.rint(vis.uv_px[on_objects, 1]), 0, h - 1).astype(int)
+    np.testing.assert_array_equal(col.rgb[vis.point_index[on_objects]], image[row_px, col_px])
     out = tmp_path / "sustech_000970_front_coloured.png"
     # Top: the points by depth over the image. Bottom: the points alone, drawn in the colours they took, on black:
     # when the colours are right it reads as a sparse copy of the image.

@@ -84,6 +84,7 @@ def test_prefetch_prepares_the_same_frame_as_a_synchronous_load(sim_and_drive):
         assert x.shape[2] == 4
         np.testing.assert_array_equal(x, y)
     # The prefetched wireframes are the ones drawn when the boxes have not changed (cache hit: the same object).
+    assert any(key[0] == "wire" and key[1] == 2 for key in ahead._cache), "the prefetch projected the wireframes"
     assert ahead.wireframes(ahead.boxes(2).boxes, 2) is ahead.wireframes(boxes, 2)
     moved = boxes.replace(center_m=boxes.center_m + np.array([1.0, 0.0, 0.0]))
     assert ahead.wireframes(moved, 2) is not ahead.wireframes(boxes, 2)  # an edit is projected anew

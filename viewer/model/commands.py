@@ -62,15 +62,14 @@ class UndoStack:
 
     Args:
         store: the drive's label store.
-        on_change: called with no arguments after every execute, undo and redo (the viewer refreshes then).
     """
 
-    def __init__(self, store, on_change: Callable[[], None] | None = None):
+    def __init__(self, store):
         self.store = store
         self._undo: list[Command] = []
         self._redo: list[Command] = []
         self._lock = threading.Lock()
-        self._listeners: list[Callable[[], None]] = [] if on_change is None else [on_change]
+        self._listeners: list[Callable[[], None]] = []
 
     def subscribe(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` after every change of the labels through this stack."""

@@ -186,17 +186,6 @@ class Session:
         """BoxRecords of a frame (the current one by default), read from the store."""
         return self.store.boxes_at(self.frame if frame is None else frame)
 
-    def keyframes(self) -> np.ndarray:
-        """(K,) sorted frames holding at least one human box."""
-        return np.unique(self.store.query(sources=["human"]).frame)
-
-    def presence(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Which track has a box in which frame: track ids (T,), frames (N,), rows into the track ids (N,) and the
-        human flag (N,) for every stored box (used by the timeline)."""
-        rec = self.store.query()
-        tracks, row = np.unique(rec.boxes.track_id, return_inverse=True)
-        return tracks, rec.frame, row.reshape(-1), rec.source == "human"
-
     # ----- sensor data --------------------------------------------------------------------------------------------
     def frame_data(self, frame: int | None = None) -> FrameData:
         """The sensor data of a frame (the current one by default), cached."""
@@ -317,9 +306,11 @@ class Session:
                                                         with_index, pose_fn, t_frame)
                 points = np.ascontiguousarray(points_ref, np.float32)
                 intensity = sweep.field("intensity").astype(np.float32)
-            else:
-                points, intensity = self._points(frame, t_frame, aggregate)
+            elif sweep is not None:
+                points, intensity = self._aggregated_points(frame, sweep, t_frame, aggregate, pose_fn)
                 projections = [project_points(points, v, pose_fn, t_frame) for v in with_index] if len(points) else []
+            else:
+                points, intensity, projections = np.zeros((0, 3), np.float32), np.zeros(0, np.float32), []
             images = [None if job is None else job.result() for job in decoding]
         decoded = {v.name for v, image in zip(views, images) if image is not None}
         by_name = {p.camera: p for p in projections if p.camera in decoded}
@@ -337,27 +328,22 @@ class Session:
                                            np.zeros(0, np.float32), np.zeros(0, np.int64), cam_SE3_ego, cam))
         return FrameData(frame, t_frame, points, intensity, tuple(cameras))
 
-    def _points(self, frame: int, t_frame: int, aggregate: int) -> tuple[np.ndarray, np.ndarray]:
-        """Points of the frame's sweep and the previous ones (``aggregate`` sweeps) in the ego frame at
+    def _aggregated_points(self, frame: int, sweep, t_frame: int, aggregate: int, pose_fn
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """Points of the frame's ``sweep`` and the previous ones (``aggregate`` > 1 sweeps in all) in the ego frame at
         ``t_frame``, moving objects transferred with their boxes (:func:`sensorlabel.fusion.aggregate_sweeps`)."""
-        from sensorlabel.fusion import SweepInput, aggregate_sweeps, compensate_points
+        from sensorlabel.fusion import SweepInput, aggregate_sweeps
 
         drive = self.drive
-        sweep = drive.frame_sweep(frame) if drive.lidar_names else None
-        if sweep is None:
-            return np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
         lidar = drive.lidar_names[0]
         ego_SE3_lidar = drive.sensors[lidar].ego_SE3_sensor
-        pose_fn = self._safe_pose_fn(t_frame)
-        if aggregate <= 1:
-            points = compensate_points(sweep.xyz_sensor, sweep.point_times_ns(), ego_SE3_lidar, pose_fn, t_frame)
-            return np.ascontiguousarray(points, np.float32), sweep.field("intensity").astype(np.float32)
-        first = max(drive.frame_lidar_index(frame) - aggregate + 1, 0)
+        last = drive.frame_lidar_index(frame)
+        first = max(last - aggregate + 1, 0)
         sweeps, intensities = [], []
         lidar_ts = drive.lidar_timestamps_ns(lidar)
         frame_of = np.searchsorted(drive.frame_timestamps_ns, lidar_ts)
-        for index in range(first, drive.frame_lidar_index(frame) + 1):
-            s = drive.lidar_sweep(lidar, index)
+        for index in range(first, last + 1):
+            s = sweep if index == last else drive.lidar_sweep(lidar, index)
             f = int(np.clip(frame_of[index], 0, drive.num_frames - 1))
             sweeps.append(SweepInput(s.xyz_sensor, s.point_times_ns(), s.timestamp_ns, self.boxes(f).boxes))
             intensities.append(s.field("intensity").astype(np.float32))

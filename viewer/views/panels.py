@@ -33,7 +33,8 @@ class Timeline(QtWidgets.QWidget):
 
     def set_data(self, num_frames: int, track_ids: np.ndarray, frames: np.ndarray, rows: np.ndarray,
                  human: np.ndarray, labels: dict[int, str], keyframes: np.ndarray) -> None:
-        """Presence of T tracks over F frames from the stored boxes (see ``Session.presence``)."""
+        """Presence of T tracks over F frames from the stored boxes: track ids (T,), then per box (N,) its frame, its
+        row into the track ids and whether it is human; the track labels, and the keyframes (K,)."""
         self.num_frames = max(int(num_frames), 1)
         self.keyframes = keyframes
         t = max(len(track_ids), 1)
@@ -132,7 +133,6 @@ class TrackList(QtWidgets.QWidget):
         self.table.setSortingEnabled(True)
         self.table.cellClicked.connect(lambda r, _c: self.trackActivated.emit(int(self.table.item(r, 0).text())))
         layout.addWidget(self.table)
-        self.track_ids: list[int] = []
 
     def set_tracks(self, tracks, records) -> None:
         """Fill from ``store.tracks()`` and ``store.query()`` (all boxes), aggregated with numpy."""
@@ -163,7 +163,6 @@ class TrackList(QtWidgets.QWidget):
                 table.setItem(r, c, cell)
         table.setSortingEnabled(True)
         table.resizeColumnsToContents()
-        self.track_ids = [int(t.track_id) for t in tracks]
 
     def select_track(self, track_id: int) -> None:
         for r in range(self.table.rowCount()):
