@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sensorlabel.geometry.boxes import BOX_EDGES, Boxes
-from sensorlabel.geometry.camera import NEAR_M, CameraModel, FisheyeCamera
+from sensorlabel.geometry.camera import NEAR_M, CameraModel
 from sensorlabel.geometry.se3 import SE3
 
 
@@ -48,17 +48,8 @@ class BoxProjection:
 
 def _raw_projection(camera: CameraModel, points_cam: np.ndarray) -> np.ndarray:
     """(M,3) -> (M,2) pixels without the in-image test; NaN behind the near plane or outside the model's domain."""
-    uv, _ = camera.project(points_cam)
-    z = points_cam[:, 2]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if isinstance(camera, FisheyeCamera):
-            theta = np.arctan2(np.hypot(points_cam[:, 0], points_cam[:, 1]), z)
-            ok = (z > NEAR_M) & (theta <= camera.max_theta_rad)
-        else:
-            xy = points_cam[:, :2] / np.where(z > NEAR_M, z, 1.0)[:, None]
-            # The pinhole model's one-to-one limit of the distortion polynomial, computed at its construction.
-            ok = (z > NEAR_M) & (np.sum(xy * xy, axis=1) <= camera.max_normalised_radius2)
-    return np.where(ok[:, None], uv, np.nan)
+    uv, in_domain = camera.project_unclipped(points_cam)
+    return np.where(in_domain[:, None], uv, np.nan)
 
 
 def _enclosing_box2d(samples_uv_px: np.ndarray, width_px: int, height_px: int) -> np.ndarray:

@@ -155,6 +155,35 @@ class PinholeCamera:
         r_max = r[falling[0] - 1] if len(falling) else r[-1]
         return float(r_max**2)
 
+    def _on_sheet(self, xy: np.ndarray) -> np.ndarray:
+        """(N,) bool: normalised coordinates (N,2) on the distortion map's one-to-one sheet. Inside the radial limit
+        the tangential terms can still fold the map; a Jacobian determinant well above zero keeps every point on
+        the sheet (the same 0.25 slope margin, squared)."""
+        j00, j01, j11 = self._jacobian(xy)
+        return (np.sum(xy * xy, axis=1) <= self._r2_max) & (j00 * j11 - j01 * j01 > 0.0625)
+
+    def project_unclipped(self, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Project camera-frame points without the image-bounds test (e.g. box edges that leave the image).
+
+        Args:
+            points_cam: (N,3) points in the camera frame, metres.
+
+        Returns:
+            uv_px (N,2) float64 (meaningful only where in_domain, possibly outside the image) and in_domain (N,)
+            bool: in front of the camera (z > 0.1 m) and within the distortion model's one-to-one domain.
+
+        Raises:
+            ValueError: points_cam is not (N,3).
+        """
+        p = np.asarray(points_cam, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != 3:
+            raise ValueError(f"points_cam: expected (N,3), got {p.shape}")
+        z = p[:, 2]
+        front = z > NEAR_M
+        xy = p[:, :2] / np.where(front, z, 1.0)[:, None]
+        uv = self._distort(xy) * [self.fx_px, self.fy_px] + [self.cx_px, self.cy_px]
+        return uv, front & self._on_sheet(xy)
+
     def project(self, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Project camera-frame points.
 
@@ -164,21 +193,12 @@ class PinholeCamera:
         Returns:
             uv_px (N,2) float64 (meaningful only where valid) and valid (N,) bool: in front of the camera
             (z > 0.1 m), within the distortion model's one-to-one domain and inside the image.
+
+        Raises:
+            ValueError: points_cam is not (N,3).
         """
-        p = np.asarray(points_cam, dtype=np.float64)
-        if p.ndim != 2 or p.shape[1] != 3:
-            raise ValueError(f"points_cam: expected (N,3), got {p.shape}")
-        z = p[:, 2]
-        front = z > NEAR_M
-        safe_z = np.where(front, z, 1.0)
-        xy = p[:, :2] / safe_z[:, None]
-        # Inside the radial limit the tangential terms can still fold the map; a Jacobian determinant well above
-        # zero keeps every valid point on the one-to-one sheet (the same 0.25 slope margin, squared).
-        j00, j01, j11 = self._jacobian(xy)
-        in_domain = (np.sum(xy * xy, axis=1) <= self._r2_max) & (j00 * j11 - j01 * j01 > 0.0625)
-        uv = self._distort(xy) * [self.fx_px, self.fy_px] + [self.cx_px, self.cy_px]
-        valid = front & in_domain & self.in_image(uv)
-        return uv, valid
+        uv, in_domain = self.project_unclipped(points_cam)
+        return uv, in_domain & self.in_image(uv)
 
     def in_image(self, uv_px: np.ndarray) -> np.ndarray:
         """(N,) bool: pixel coordinates inside the image bounds."""
@@ -206,9 +226,7 @@ class PinholeCamera:
         # Far out the map has a second preimage beyond the fold. Newton polishes OpenCV's answer; only pixels whose
         # root is off the one-to-one sheet or not converged try two more starts well inside, keeping the best root.
         def cost(root: np.ndarray, target: np.ndarray) -> np.ndarray:
-            j00, j01, j11 = self._jacobian(root)
-            on_sheet = (np.sum(root**2, axis=1) <= self._r2_max) & (j00 * j11 - j01 * j01 > 0.0625)
-            return np.linalg.norm(self._distort(root) - target, axis=1) + np.where(on_sheet, 0.0, 1.0)
+            return np.linalg.norm(self._distort(root) - target, axis=1) + np.where(self._on_sheet(root), 0.0, 1.0)
 
         xy = self._newton_undistort(xy_cv, xy_d)
         best = cost(xy, xy_d)
@@ -278,8 +296,9 @@ class FisheyeCamera:
         """(3,3) intrinsic matrix."""
         return np.array([[self.fx_px, 0, self.cx_px], [0, self.fy_px, self.cy_px], [0, 0, 1.0]])
 
-    def project(self, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Project camera-frame points (N,3); returns uv_px (N,2) and valid (N,) as PinholeCamera.project."""
+    def project_unclipped(self, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Project camera-frame points (N,3) without the image-bounds test, as PinholeCamera.project_unclipped:
+        in_domain is in front (z > 0.1 m) and within ``max_theta_rad`` of the axis."""
         p = np.asarray(points_cam, dtype=np.float64)
         if p.ndim != 2 or p.shape[1] != 3:
             raise ValueError(f"points_cam: expected (N,3), got {p.shape}")
@@ -292,8 +311,12 @@ class FisheyeCamera:
             scale = np.where(r > 1e-12, theta_d / np.where(r > 1e-12, r, 1.0), 1.0 / np.maximum(p[:, 2], 1e-12))
         xy = p[:, :2] * scale[:, None]
         uv = xy * [self.fx_px, self.fy_px] + [self.cx_px, self.cy_px]
-        valid = (p[:, 2] > NEAR_M) & (theta <= self.max_theta_rad) & self.in_image(uv)
-        return uv, valid
+        return uv, (p[:, 2] > NEAR_M) & (theta <= self.max_theta_rad)
+
+    def project(self, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Project camera-frame points (N,3); returns uv_px (N,2) and valid (N,) as PinholeCamera.project."""
+        uv, in_domain = self.project_unclipped(points_cam)
+        return uv, in_domain & self.in_image(uv)
 
     def in_image(self, uv_px: np.ndarray) -> np.ndarray:
         """(N,) bool: pixel coordinates inside the image bounds."""
