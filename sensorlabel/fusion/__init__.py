@@ -17,6 +17,7 @@ from sensorlabel.fusion.calibcheck import (
     corrected_view,
     edge_distance,
     edge_map,
+    edge_points_ref,
     lidar_edge_points,
 )
 from sensorlabel.fusion.colorize import UNSEEN_RGB, Colorization, colorize_points, render_points_on_image
@@ -33,7 +34,8 @@ from sensorlabel.fusion.projection import (
 
 __all__ = [
     "AggregatedCloud", "BoxProjection", "CalibCheckConfig", "CalibCheckResult", "CalibFrame", "CameraView",
-    "Colorization", "LidarEdges", "calibration_frame", "edge_distance", "lidar_edge_points",
+    "Colorization", "LidarEdges", "calibration_frame", "edge_distance", "edge_points_ref",
+    "lidar_edge_points",
     "OcclusionConfig", "PoseFn", "Projection", "SweepInput", "UNSEEN_RGB", "aggregate_sweeps", "boxes_in_camera",
     "check_calibration", "colorize_points", "compensate_points", "corrected_view", "depth_buffer", "edge_map",
     "project_boxes", "project_points", "project_sweep", "render_points_on_image", "static_pose",

@@ -247,6 +247,40 @@ def edge_map(image_rgb: np.ndarray, config: CalibCheckConfig = CalibCheckConfig(
     return np.exp(-edge_distance(image_rgb, config) / np.float32(sigma_px)).astype(np.float32)
 
 
+def edge_points_ref(
+    points_lidar: np.ndarray,
+    point_times_ns: np.ndarray | int,
+    ego_SE3_lidar: SE3,
+    world_SE3_ego: PoseFn,
+    reference_ns: int,
+    *,
+    ring: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+    config: CalibCheckConfig = CalibCheckConfig(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """The lidar half of a frame's evidence, the same for every camera: the sweep's depth-edge points,
+    motion-compensated into the ego frame at ``reference_ns``.
+
+    Args:
+        points_lidar: (P,3) sweep in the lidar frame. point_times_ns: (P,) int64 or one int.
+        ego_SE3_lidar: lidar mounting. world_SE3_ego: pose function. reference_ns: the sweep time.
+        ring: (P,) beam index (see :func:`lidar_edge_points`).
+        exclude: optional (P,) bool of returns to leave out, e.g. points on moving objects (they move between the
+            lidar and the camera time).
+        config: edge parameters.
+
+    Returns:
+        edges_ref (E,3) float32 and their weights (E,).
+    """
+    edges = lidar_edge_points(points_lidar, ring, config.depth_jump_m)
+    if exclude is not None and len(edges):
+        edges = edges.select(~np.asarray(exclude, bool)[edges.point_index])
+    times = np.asarray(point_times_ns, dtype=np.int64)
+    edge_times = times if times.ndim == 0 else times[edges.point_index]
+    edges_ref = compensate_points(edges.points_lidar, edge_times, ego_SE3_lidar, world_SE3_ego, int(reference_ns))
+    return np.ascontiguousarray(edges_ref, dtype=np.float32), edges.weight
+
+
 def calibration_frame(
     points_lidar: np.ndarray,
     point_times_ns: np.ndarray | int,
@@ -260,28 +294,17 @@ def calibration_frame(
     exclude: np.ndarray | None = None,
     config: CalibCheckConfig = CalibCheckConfig(),
 ) -> CalibFrame:
-    """Gather one frame's evidence for the check of one camera.
-
-    Args:
-        points_lidar: (P,3) sweep in the lidar frame. point_times_ns: (P,) int64 or one int.
-        ego_SE3_lidar: lidar mounting. world_SE3_ego: pose function. reference_ns: the sweep time.
-        image_rgb: (H,W,3) uint8 image of the camera. image_timestamp_ns: its exposure time.
-        ring: (P,) beam index (see :func:`lidar_edge_points`).
-        exclude: optional (P,) bool of returns to leave out, e.g. points on moving objects (they move between the
-            lidar and the camera time).
-        config: edge parameters.
+    """Gather one frame's evidence for the check of one camera: :func:`edge_points_ref` (see its arguments) and the
+    image's edge distance (``image_rgb`` (H,W,3) uint8, exposed at ``image_timestamp_ns``). With several cameras,
+    compute :func:`edge_points_ref` once and build each camera's :class:`CalibFrame` from it.
 
     Returns:
         A :class:`CalibFrame`.
     """
-    edges = lidar_edge_points(points_lidar, ring, config.depth_jump_m)
-    if exclude is not None and len(edges):
-        edges = edges.select(~np.asarray(exclude, bool)[edges.point_index])
-    times = np.asarray(point_times_ns, dtype=np.int64)
-    edge_times = times if times.ndim == 0 else times[edges.point_index]
-    edges_ref = compensate_points(edges.points_lidar, edge_times, ego_SE3_lidar, world_SE3_ego, int(reference_ns))
-    return CalibFrame(np.ascontiguousarray(edges_ref, dtype=np.float32), edges.weight, edge_distance(image_rgb, config),
-                      int(reference_ns), int(image_timestamp_ns))
+    edges_ref, weight = edge_points_ref(points_lidar, point_times_ns, ego_SE3_lidar, world_SE3_ego, reference_ns,
+                                        ring=ring, exclude=exclude, config=config)
+    return CalibFrame(edges_ref, weight, edge_distance(image_rgb, config), int(reference_ns),
+                      int(image_timestamp_ns))
 
 
 def _bilinear(img: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -299,9 +322,11 @@ class _Evidence:
     """The frames of a check in the camera frame (at a given time offset), for fast scoring of many rotations."""
 
     def __init__(self, frames: list[CalibFrame], camera: CameraModel, cam_SE3_ego: SE3, world_SE3_ego: PoseFn,
-                 offset_s: float, keep: list[np.ndarray] | None = None):
+                 offset_s: float, keep: list[np.ndarray] | None = None, maps: dict | None = None):
+        """``keep`` and ``maps``: those of the evidence at offset 0 (the same edges, the same images)."""
         self.camera = camera
-        self.points_cam, self.weight, self.frame_of, self.maps = [], [], [], []
+        self.maps: dict[float, list[np.ndarray]] = {} if maps is None else maps  # sigma -> per-frame score maps
+        self.points_cam, self.weight, self.frame_of = [], [], []
         self.keep = []
         for f, fr in enumerate(frames):
             t = int(fr.timestamp_ns) + int(round(offset_s * 1e9))
@@ -319,10 +344,13 @@ class _Evidence:
         self.weight = np.concatenate(self.weight) if frames else np.zeros(0, np.float32)
         self.frame_of = np.concatenate(self.frame_of) if frames else np.zeros(0, np.int64)
         self.distances = [fr.distance_px for fr in frames]
+        self.frame_weight = np.bincount(self.frame_of, self.weight, minlength=len(frames))  # (F,)
 
     def scores(self, rotvecs: np.ndarray, sigma_px: float, per_frame: bool = False) -> np.ndarray:
         """(B,) weighted mean edge proximity for each candidate rotation vector (B,3); with ``per_frame`` (B,F)."""
-        maps = [np.exp(-d / np.float32(sigma_px)).astype(np.float32) for d in self.distances]
+        maps = self.maps.get(sigma_px)
+        if maps is None:
+            maps = self.maps[sigma_px] = [np.exp(-d / np.float32(sigma_px)).astype(np.float32) for d in self.distances]
         rotations = Rotation.from_rotvec(np.asarray(rotvecs, np.float64).reshape(-1, 3)).as_matrix().astype(np.float32)
         num_frames = len(maps)
         out = np.zeros((len(rotations), num_frames if per_frame else 1))
@@ -341,8 +369,7 @@ class _Evidence:
             e = (e.reshape(b, k) * self.weight)
             if per_frame:
                 for f in range(num_frames):
-                    w = self.weight[self.frame_of == f]
-                    out[c0:c0 + b, f] = e[:, self.frame_of == f].sum(axis=1) / max(float(w.sum()), 1e-12)
+                    out[c0:c0 + b, f] = e[:, self.frame_of == f].sum(axis=1) / max(float(self.frame_weight[f]), 1e-12)
             else:
                 out[c0:c0 + b, 0] = e.sum(axis=1) / max(float(self.weight.sum()), 1e-12)
         return out if per_frame else out[:, 0]
@@ -391,7 +418,8 @@ def check_calibration(
     if config.time_offsets_s:
         trials = []
         for dt in config.time_offsets_s:
-            ev = evidence if dt == 0 else _Evidence(frames, camera, cam_SE3_ego, world_SE3_ego, dt, evidence.keep)
+            ev = evidence if dt == 0 else _Evidence(frames, camera, cam_SE3_ego, world_SE3_ego, dt, evidence.keep,
+                                                    evidence.maps)
             trials.append((float(ev.scores(best[None], sigma)[0]), float(dt), ev))
         score, best_offset, best_evidence = max(trials, key=lambda t: t[0])
         if best_offset != 0.0:
@@ -399,8 +427,10 @@ def check_calibration(
             best = cand[int(np.argmax(best_evidence.scores(cand, sigma)))]
     given = evidence.scores(np.zeros((1, 3)), sigma, per_frame=True)[0]
     found = best_evidence.scores(best[None], sigma, per_frame=True)[0]
-    score0 = float(evidence.scores(np.zeros((1, 3)), sigma)[0])
-    best_score = float(best_evidence.scores(best[None], sigma)[0])
+    # The window scores are the frames' scores weighted by their edge weights (both evidences keep the same edges).
+    total_weight = max(float(evidence.frame_weight.sum()), 1e-12)
+    score0 = float(given @ evidence.frame_weight) / total_weight
+    best_score = float(found @ evidence.frame_weight) / total_weight
     correction_deg = float(np.rad2deg(np.linalg.norm(best)))
     big = correction_deg >= config.flag_min_deg or abs(best_offset) > 0
     flagged = bool(big and best_score > score0 * (1 + config.flag_min_gain))

@@ -26,7 +26,13 @@ import numpy as np
 
 from sensorlabel.formats import atomic_write_bytes
 from sensorlabel.fusion.aggregation import SweepInput, aggregate_sweeps
-from sensorlabel.fusion.calibcheck import CalibCheckConfig, calibration_frame, check_calibration
+from sensorlabel.fusion.calibcheck import (
+    CalibCheckConfig,
+    CalibFrame,
+    check_calibration,
+    edge_distance,
+    edge_points_ref,
+)
 from sensorlabel.fusion.colorize import colorize_points
 from sensorlabel.fusion.occlusion import OcclusionConfig, visible_mask
 from sensorlabel.fusion.projection import CameraView, project_sweep
@@ -170,18 +176,20 @@ def fuse_drive(drive, config: FuseConfig = FuseConfig(), out_dir: str | os.PathL
             visible = [p.select(visible_mask(p, config.occlusion)) for p in projections]
             need_images = config.colorize or config.calibration_check
             images = [drive.camera_image(v.name, i) for v, i in zip(views, image_index)] if need_images else []
-            exclude = None
             if config.calibration_check and views:
                 # Returns on labelled objects move between the lidar and the camera time: leave them out.
+                exclude = None
                 if len(boxes):
                     exclude = boxes.points_in_boxes(np.asarray(points_ref), margin_m=0.3).any(axis=0)
                 ring = sweep.field("ring") if "ring" in sweep.fields else None
+                edges_ref, edge_weight = edge_points_ref(sweep.xyz_sensor, times_ns, ego_SE3_lidar,
+                                                         drive.world_SE3_ego, ref_ns, ring=ring, exclude=exclude,
+                                                         config=config.calibration)
             for c, (view, proj, vis) in enumerate(zip(views, projections, visible)):
                 cam_rec = {"camera": view.name, "projected": len(proj), "visible": len(vis)}
                 if config.calibration_check:
-                    evidence = calibration_frame(sweep.xyz_sensor, times_ns, ego_SE3_lidar,
-                                                 drive.world_SE3_ego, ref_ns, images[c], view.timestamp_ns, ring=ring,
-                                                 exclude=exclude, config=config.calibration)
+                    evidence = CalibFrame(edges_ref, edge_weight, edge_distance(images[c], config.calibration), ref_ns,
+                                          int(view.timestamp_ns))
                     pending.setdefault(view.name, []).append((frame, evidence, cam_rec))
                 record["cameras"].append(cam_rec)
             if config.colorize:
