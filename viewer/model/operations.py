@@ -35,13 +35,17 @@ def create_box(frame: int, pose: BoxPose, label: str, track_id: int = -1) -> Com
     return Command(f"new {label} box", apply)
 
 
+def _count_boxes(ids: list[int]) -> str:
+    return f"{len(ids)} box{'es' if len(ids) > 1 else ''}"
+
+
 def delete_boxes(box_ids) -> Command:
     ids = [int(b) for b in np.atleast_1d(box_ids)]
 
     def apply(store):
         store.delete_boxes(ids, description=f"delete boxes {ids}")
 
-    return Command(f"delete {len(ids)} box{'es' if len(ids) > 1 else ''}", apply)
+    return Command(f"delete {_count_boxes(ids)}", apply)
 
 
 def set_class(track_id: int, label: str) -> Command:
@@ -111,7 +115,7 @@ def accept(box_ids) -> Command:
     def apply(store):
         store.set_reviewed(ids, True, description=f"accept boxes {ids}")
 
-    return Command(f"accept {len(ids)} box{'es' if len(ids) > 1 else ''}", apply)
+    return Command(f"accept {_count_boxes(ids)}", apply)
 
 
 def reject(box_ids) -> Command:
@@ -120,7 +124,7 @@ def reject(box_ids) -> Command:
     def apply(store):
         store.delete_boxes(ids, description=f"reject boxes {ids}")
 
-    return Command(f"reject {len(ids)} box{'es' if len(ids) > 1 else ''}", apply)
+    return Command(f"reject {_count_boxes(ids)}", apply)
 
 
 def propagate(drive, config=None, progress=None, cancel=None, track_ids=None) -> Command:
