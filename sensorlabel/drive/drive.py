@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from sensorlabel.drive import chunkio, schema
-from sensorlabel.drive.sensors import LidarSweep, SensorCalibration, checked_transform
+from sensorlabel.drive.sensors import REQUIRED_LIDAR_FIELDS, LidarSweep, SensorCalibration, checked_transform
 from sensorlabel.errors import CalibrationError, FormatError, SchemaError
-from sensorlabel.geometry.se3 import SE3, interpolate_poses
+from sensorlabel.geometry.se3 import SE3, first_non_increasing, interpolate_poses
 
 logger = logging.getLogger(__name__)
 
@@ -260,9 +260,8 @@ class DriveWriter:
             raise CalibrationError(
                 f"{self.path}: world_SE3_ego: expected ({len(ts)},4,4) for {len(ts)} timestamps, got {matrices.shape}"
             )
-        bad = np.flatnonzero(np.diff(ts) <= 0)
-        if len(bad):
-            i = int(bad[0]) + 1
+        i = first_non_increasing(ts)
+        if i is not None:
             raise CalibrationError(
                 f"{self.path}: poses timestamps_ns must increase strictly; index {i} has {ts[i]} after {ts[i - 1]}"
             )
@@ -277,9 +276,8 @@ class DriveWriter:
             if ts.ndim != 1 or (len(ts) and ts.dtype.kind not in "iu"):
                 raise FormatError(self.path, f"frame_timestamps_ns: expected (F,) integers, got {ts.dtype} {ts.shape}")
             ts = ts.astype(np.int64)
-            bad = np.flatnonzero(np.diff(ts) <= 0)
-            if len(bad):
-                i = int(bad[0]) + 1
+            i = first_non_increasing(ts)
+            if i is not None:
                 raise FormatError(
                     self.path, f"frame_timestamps_ns not increasing at index {i}: {ts[i]} after {ts[i - 1]}"
                 )
@@ -320,12 +318,12 @@ class DriveWriter:
                 group = "lidar" if sensor.kind == "lidar" else "cameras"
                 if series.appender is None:  # a lidar without sweeps
                     creations[f"lidar/{sensor_name}/points"] = dict(
-                        shape=(0, 4),
+                        shape=(0, len(REQUIRED_LIDAR_FIELDS)),
                         dtype="float32",
-                        chunks=(schema.POINTS_CHUNK_ROWS, 4),
+                        chunks=(schema.POINTS_CHUNK_ROWS, len(REQUIRED_LIDAR_FIELDS)),
                         compressors=None,
                         fill_value=0.0,
-                        attributes={"fields": ["x", "y", "z", "intensity"]},
+                        attributes={"fields": list(REQUIRED_LIDAR_FIELDS)},
                     )
                 else:
                     series.appender.finish()
@@ -410,11 +408,10 @@ def _plain_json(metadata: Mapping | None, path: Path) -> dict:
     """A JSON round trip of the metadata (numpy scalars and arrays become numbers and lists)."""
 
     def convert(value):
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-        if isinstance(value, np.generic):
-            return value.item()
-        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+        plain = schema.json_value(value)
+        if plain is value:  # not a numpy value: json.dumps cannot write it
+            raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+        return plain
 
     try:
         return json.loads(json.dumps(dict(metadata or {}), default=convert))
@@ -549,6 +546,11 @@ class Drive:
         frame = self._check_frame(frame)
         self._camera_series(camera)
         return int(self._contents.frame_cameras[camera][frame])
+
+    def num_points(self, lidar: str | None = None) -> int:
+        """Points stored for ``lidar`` (default: every lidar), from the sweep offsets (nothing is read)."""
+        names = self.lidar_names if lidar is None else [self._lidar_name(lidar)]
+        return sum(int(self._contents.lidar[name].offsets[-1]) for name in names)
 
     def frame_sweep(self, frame: int, lidar: str | None = None) -> LidarSweep | None:
         """The sweep of ``lidar`` (default: the first lidar) at ``frame``, or None when there is none."""
@@ -690,12 +692,10 @@ class Drive:
             lines.append(f"poses      yes: {len(pose_ts)} over {(pose_ts[-1] - pose_ts[0]) / 1e9:.3f} s")
         else:
             lines.append("poses      no (world frame = ego frame)")
-        total_points = 0
         for sensor_name, sensor in self.sensors.items():
             if sensor.kind == "lidar":
                 series = self._contents.lidar[sensor_name]
-                num_points = int(series.offsets[-1])
-                total_points += num_points
+                num_points = self.num_points(sensor_name)
                 fields = " ".join(self._contents.lidar_fields[sensor_name])
                 lines.append(
                     f"lidar      {sensor_name}: {len(series.timestamps_ns)} sweeps, {num_points:,} points, "
@@ -708,7 +708,7 @@ class Drive:
                     f"camera     {sensor_name}: {len(series.timestamps_ns)} images, {cam.model} "
                     f"{cam.width_px}x{cam.height_px}, {int(series.offsets[-1]) / 1e6:.1f} MB encoded"
                 )
-        lines.append(f"points     {total_points:,} in total")
+        lines.append(f"points     {self.num_points():,} in total")
         records = self.labels.query()
         if len(records):
             sources, counts = np.unique(np.asarray(records.source), return_counts=True)

@@ -522,26 +522,16 @@ class LabelStore:
 
     # ----- tracks -------------------------------------------------------------------------------------------------
     @staticmethod
-    def _require_tracks(conn: sqlite3.Connection, track_ids) -> None:
-        ids = np.unique(np.asarray(track_ids, dtype=np.int64))
+    def _require_ids(conn: sqlite3.Connection, table: str, column: str, ids) -> None:
+        """LabelStoreError naming the first of ``ids`` that ``table.column`` does not hold (and how many more)."""
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
         found = np.array([r[0] for r in conn.execute(
-            "SELECT track_id FROM tracks WHERE track_id IN (SELECT value FROM json_each(?))", (_json_ids(ids),))],
+            f"SELECT {column} FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))", (_json_ids(ids),))],
             dtype=np.int64)
         missing = np.setdiff1d(ids, found)
         if missing.size:
-            raise LabelStoreError(f"unknown track_id {int(missing[0])}" +
+            raise LabelStoreError(f"unknown {column} {int(missing[0])}" +
                                   (f" (and {missing.size - 1} more)" if missing.size > 1 else ""))
-
-    @staticmethod
-    def _require_boxes(conn: sqlite3.Connection, box_ids: np.ndarray) -> None:
-        found = np.array([r[0] for r in conn.execute(
-            "SELECT box_id FROM boxes WHERE box_id IN (SELECT value FROM json_each(?))", (_json_ids(box_ids),))],
-            dtype=np.int64)
-        missing = np.setdiff1d(box_ids, found)
-        if missing.size:
-            raise LabelStoreError(f"unknown box_id {int(missing[0])}" +
-                                  (f" (and {missing.size - 1} more)" if missing.size > 1 else ""))
-
     def add_track(self, label: str, attributes: dict | None = None, description: str = "") -> int:
         """Create an empty track of class ``label``; returns its id.
 
@@ -556,6 +546,38 @@ class LabelStore:
                 conn.execute("INSERT INTO tracks (track_id, label, attributes) VALUES (?, ?, ?)",
                              (track_id, label, attrs))
         return track_id
+
+    def add_tracks(self, labels, attributes=None, description: str = "") -> np.ndarray:
+        """Create empty tracks in one transaction and one edit (one undo removes them all); returns their ids.
+
+        Args:
+            labels: (K,) class of each new track (non-empty strings).
+            attributes: None, or K dicts (or None) of JSON-serialisable attributes, one per track.
+            description: text for the edit log (a summary is generated when empty).
+
+        Returns:
+            (K,) int64 ids of the new tracks, in input order (consecutive). Nothing is written (and no edit logged)
+            when K is 0.
+
+        Raises:
+            LabelStoreError: as :meth:`add_track` for any track, or ``attributes`` of another length than ``labels``.
+        """
+        labels = [str(_check_label(label)) for label in labels]
+        if attributes is None:
+            attributes = [None] * len(labels)
+        attributes = list(attributes)
+        if len(attributes) != len(labels):
+            raise LabelStoreError(f"attributes: expected {len(labels)} entries (one per label), got {len(attributes)}")
+        attrs = [_attributes_json(a) for a in attributes]
+        if not labels:
+            return np.zeros(0, np.int64)
+        with self._transaction() as conn:
+            track_ids = self._next_id(conn, "tracks") + np.arange(len(labels), dtype=np.int64)
+            text = description or f"add {len(labels)} tracks ({track_ids[0]}..{track_ids[-1]})"
+            with self._edit(conn, text, [], track_ids):
+                conn.executemany("INSERT INTO tracks (track_id, label, attributes) VALUES (?, ?, ?)",
+                                 zip(track_ids.tolist(), labels, attrs))
+        return track_ids
 
     def tracks(self) -> list[Track]:
         """All tracks, by id."""
@@ -572,7 +594,7 @@ class LabelStore:
         label = _check_label(label)
         track_id = int(track_id)
         with self._transaction() as conn:
-            self._require_tracks(conn, [track_id])
+            self._require_ids(conn, "tracks", "track_id", [track_id])
             with self._edit(conn, description or f"label track {track_id} as {label}", [], [track_id]):
                 conn.execute("UPDATE tracks SET label = ? WHERE track_id = ?", (label, track_id))
 
@@ -585,7 +607,7 @@ class LabelStore:
         attrs = _attributes_json(attributes)
         track_id = int(track_id)
         with self._transaction() as conn:
-            self._require_tracks(conn, [track_id])
+            self._require_ids(conn, "tracks", "track_id", [track_id])
             with self._edit(conn, description or f"set attributes of track {track_id}", [], [track_id]):
                 conn.execute("UPDATE tracks SET attributes = ? WHERE track_id = ?", (attrs, track_id))
 
@@ -609,7 +631,7 @@ class LabelStore:
         if keep_id == remove_id:
             raise LabelStoreError(f"cannot merge track {keep_id} into itself")
         with self._transaction() as conn:
-            self._require_tracks(conn, [keep_id, remove_id])
+            self._require_ids(conn, "tracks", "track_id", [keep_id, remove_id])
             keep_box, keep_frame, keep_human = self._track_boxes(conn, keep_id)
             rm_box, rm_frame, rm_human = self._track_boxes(conn, remove_id)
             _, ik, ir = np.intersect1d(keep_frame, rm_frame, assume_unique=True, return_indices=True)
@@ -639,7 +661,7 @@ class LabelStore:
         if first_frame < 0:
             raise LabelStoreError(f"first_frame must be >= 0, got {first_frame}")
         with self._transaction() as conn:
-            self._require_tracks(conn, [track_id])
+            self._require_ids(conn, "tracks", "track_id", [track_id])
             box_ids, frames, _ = self._track_boxes(conn, track_id)
             moving = box_ids[frames >= first_frame]
             if moving.size == 0:
@@ -661,7 +683,7 @@ class LabelStore:
         """
         track_id = int(track_id)
         with self._transaction() as conn:
-            self._require_tracks(conn, [track_id])
+            self._require_ids(conn, "tracks", "track_id", [track_id])
             box_ids, _, _ = self._track_boxes(conn, track_id)
             with self._edit(conn, description or f"delete track {track_id}", box_ids, [track_id]):
                 conn.execute("DELETE FROM boxes WHERE track_id = ?", (track_id,))
@@ -726,7 +748,7 @@ class LabelStore:
         skipped = np.zeros(n, bool)
         with self._transaction() as conn:
             if keyed.size:
-                self._require_tracks(conn, track[keyed])
+                self._require_ids(conn, "tracks", "track_id", track[keyed])
                 # One index probe of UNIQUE(frame, track_id) per requested pair.
                 hits = np.array(conn.execute(
                     "SELECT j.key, b.box_id, b.source = 'human' FROM json_each(?) AS j CROSS JOIN boxes AS b "
@@ -798,7 +820,7 @@ class LabelStore:
                 raise LabelStoreError(f"box {box_id}: {exc}") from None
             new_track = old_track if track_id is None else int(track_id)
             if new_track != old_track:
-                self._require_tracks(conn, [new_track])
+                self._require_ids(conn, "tracks", "track_id", [new_track])
                 clash = conn.execute("SELECT box_id FROM boxes WHERE frame = ? AND track_id = ?",
                                      (frame, new_track)).fetchone()
                 if clash is not None:
@@ -829,7 +851,7 @@ class LabelStore:
         if ids.size == 0:
             return
         with self._transaction() as conn:
-            self._require_boxes(conn, ids)
+            self._require_ids(conn, "boxes", "box_id", ids)
             with self._edit(conn, description or f"delete {ids.size} boxes", ids, []):
                 conn.execute("DELETE FROM boxes WHERE box_id IN (SELECT value FROM json_each(?))", (_json_ids(ids),))
 
@@ -844,7 +866,7 @@ class LabelStore:
             return
         flag = int(bool(reviewed))
         with self._transaction() as conn:
-            self._require_boxes(conn, ids)
+            self._require_ids(conn, "boxes", "box_id", ids)
             text = description or f"mark {ids.size} boxes {'reviewed' if flag else 'unreviewed'}"
             with self._edit(conn, text, ids, []):
                 conn.execute("UPDATE boxes SET reviewed = ? WHERE box_id IN (SELECT value FROM json_each(?))",
@@ -899,7 +921,7 @@ class LabelStore:
             LabelStoreError: unknown track.
         """
         with self._reading() as conn:
-            self._require_tracks(conn, [int(track_id)])
+            self._require_ids(conn, "tracks", "track_id", [int(track_id)])
             rows = conn.execute("SELECT frame FROM boxes WHERE track_id = ? ORDER BY frame", (int(track_id),))
             return np.array([r[0] for r in rows], dtype=np.int64)
 

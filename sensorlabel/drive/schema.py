@@ -43,9 +43,10 @@ from typing import Any
 import numpy as np
 
 from sensorlabel.drive import chunkio
-from sensorlabel.drive.sensors import SensorCalibration, checked_transform
+from sensorlabel.drive.sensors import REQUIRED_LIDAR_FIELDS, SensorCalibration, checked_transform
 from sensorlabel.errors import CalibrationError, SchemaError
 from sensorlabel.geometry.camera import FisheyeCamera, PinholeCamera
+from sensorlabel.geometry.se3 import first_non_increasing
 
 #: Version of the layout above; Drive.open refuses any other.
 SCHEMA_VERSION = 1
@@ -69,8 +70,8 @@ CAMERA_MODELS = {"pinhole": PinholeCamera, "fisheye": FisheyeCamera}
 REQUIRED_ATTRS = ("format", "schema_version", "name", "source_format", "sensors", "metadata")
 
 
-def _json_value(value: Any) -> Any:
-    """Plain JSON types for one calibration value (numpy scalars and arrays become floats/ints/lists)."""
+def json_value(value: Any) -> Any:
+    """Plain JSON types for one value (numpy scalars and arrays become floats/ints/lists; anything else as is)."""
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
@@ -93,7 +94,7 @@ def sensor_to_attrs(sensor: SensorCalibration) -> dict:
         camera = {"model": sensor.camera.model}
         for f in dataclasses.fields(sensor.camera):
             if f.init:
-                camera[f.name] = _json_value(getattr(sensor.camera, f.name))
+                camera[f.name] = json_value(getattr(sensor.camera, f.name))
         entry["camera"] = camera
     return entry
 
@@ -231,8 +232,8 @@ def _check_complete(array, raw: chunkio.RawLayout | None, where: str) -> None:
 
 
 def _check_timestamps(timestamps_ns: np.ndarray, where: str) -> None:
-    if len(timestamps_ns) > 1 and np.any(np.diff(timestamps_ns) <= 0):
-        i = int(np.flatnonzero(np.diff(timestamps_ns) <= 0)[0]) + 1
+    i = first_non_increasing(timestamps_ns)
+    if i is not None:
         raise SchemaError(
             where, f"timestamps_ns not increasing at index {i}: {timestamps_ns[i]} after {timestamps_ns[i - 1]}"
         )
@@ -383,7 +384,7 @@ def read_store(store_path) -> StoreContents:
         if sensor.kind == "lidar":
             series = _read_ragged(fetched, "lidar", name, "points", "float32", 2, where)
             fields = tuple(series.data.attrs.get("fields", ()))
-            if len(fields) != series.data.shape[1] or fields[:4] != ("x", "y", "z", "intensity"):
+            if len(fields) != series.data.shape[1] or fields[:4] != REQUIRED_LIDAR_FIELDS:
                 raise SchemaError(
                     f"{where}/lidar/{name}/points", f"fields {fields} do not name its {series.data.shape[1]} columns"
                 )

@@ -33,7 +33,7 @@ import numpy as np
 
 from sensorlabel.errors import CalibrationError, FormatError
 from sensorlabel.geometry.boxes import Boxes
-from sensorlabel.geometry.se3 import SE3
+from sensorlabel.geometry.se3 import SE3, first_non_increasing
 
 logger = logging.getLogger(__name__)
 
@@ -203,8 +203,9 @@ def import_av2(src: str | os.PathLike, out: str | os.PathLike, *, overwrite: boo
     order = np.argsort(pose_ts, kind="stable")
     city_SE3_ego = _poses(pose_path, pose_table, "city_SE3_egovehicle")[order]
     pose_ts = pose_ts[order]
-    if len(pose_ts) > 1 and (np.diff(pose_ts) <= 0).any():
-        raise FormatError(pose_path, f"repeated timestamp_ns {pose_ts[np.flatnonzero(np.diff(pose_ts) <= 0)[0]]}")
+    repeated = first_non_increasing(pose_ts)  # sorted: a non-increase is a repeat
+    if repeated is not None:
+        raise FormatError(pose_path, f"repeated timestamp_ns {pose_ts[repeated - 1]}")
     calibration = read_av2_calibration(src) if with_cameras else {"_ego_SE3_sensor": {}}
     extrinsics = calibration.pop("_ego_SE3_sensor")
     lidar_files = sorted((src / "sensors" / "lidar").glob("*.feather"), key=lambda p: p.stem)
@@ -237,8 +238,8 @@ def import_av2(src: str | os.PathLike, out: str | os.PathLike, *, overwrite: boo
         drive = writer.finalize(frame_ts)
     if len(boxes):
         unique, first, inverse = np.unique(uuids, return_index=True, return_inverse=True)
-        track_ids = np.array([drive.labels.add_track(str(boxes.label[i]), {"av2_track_uuid": str(u)})
-                              for u, i in zip(unique, first)], dtype=np.int64)
+        track_ids = drive.labels.add_tracks(boxes.label[first].tolist(), [{"av2_track_uuid": str(u)} for u in unique],
+                                            description="import Argoverse 2 tracks")
         frames = np.searchsorted(frame_ts, ann_ts)
         drive.labels.put_boxes(frames, boxes.replace(track_id=track_ids[inverse.reshape(-1)]), "imported",
                                description="import Argoverse 2 annotations")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,36 @@ def read_nonempty_bytes(path: Path) -> bytes:
     if not data:
         raise FormatError(path, "empty file")
     return data
+
+
+def image_file_size(path: Path) -> tuple[int, int]:
+    """(width, height) in pixels of an image file, reading only its 24-byte header when it is a PNG.
+
+    Raises:
+        FormatError: unreadable (naming the OS reason), empty, or not a decodable image.
+    """
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(24)
+    except OSError as exc:
+        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not header:
+        raise FormatError(path, "empty file")
+    if header[:8] == _PNG_SIGNATURE and len(header) >= 24 and header[12:16] == b"IHDR":
+        return encoded_image_size(path, header)
+    return encoded_image_size(path, read_nonempty_bytes(path))
+
+
+def read_json(path: Path):
+    """The parsed content of a UTF-8 JSON file.
+
+    Raises:
+        FormatError: unreadable (naming the OS reason), not UTF-8, not valid JSON, or nested too deeply to parse.
+    """
+    try:
+        return json.loads(read_file_bytes(path).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise FormatError(path, f"not valid JSON: {exc}") from None
 
 
 def encoded_image_size(path: Path, data: bytes) -> tuple[int, int]:

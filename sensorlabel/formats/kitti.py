@@ -56,7 +56,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import FormatError
-from sensorlabel.formats.fileio import encoded_image_size, read_file_bytes, read_nonempty_bytes
+from sensorlabel.formats import atomic_write_bytes
+from sensorlabel.formats.fileio import image_file_size, read_file_bytes, read_nonempty_bytes
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.lie import wrap_angle
 from sensorlabel.geometry.se3 import SE3
@@ -241,15 +242,7 @@ def write_kitti_calib(path: str | os.PathLike, calib: KittiCalib) -> Path:
     if calib.velo_SE3_imu is not None:
         rows["Tr_imu_to_velo"] = calib.velo_SE3_imu.as_matrix()[:3].reshape(-1)
     text = "".join(f"{k}: " + " ".join(f"{v:.12e}" for v in vals) + "\n" for k, vals in rows.items())
-    return _atomic_write_text(Path(path), text)
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # ======================================================================================================================
@@ -459,13 +452,13 @@ def format_kitti_object_lines(table: KittiLabelTable) -> list[str]:
 def write_kitti_tracking_labels(path: str | os.PathLike, table: KittiLabelTable) -> Path:
     """Write a tracking label file (rows in the table's order), atomically. Returns the path."""
     lines = format_kitti_tracking_lines(table)
-    return _atomic_write_text(Path(path), "".join(line + "\n" for line in lines))
+    return atomic_write_bytes(path, "".join(line + "\n" for line in lines).encode("utf-8"))
 
 
 def write_kitti_object_labels(path: str | os.PathLike, table: KittiLabelTable) -> Path:
     """Write one object label file (rows in the table's order; the frame column is not written). Returns the path."""
     lines = format_kitti_object_lines(table)
-    return _atomic_write_text(Path(path), "".join(line + "\n" for line in lines))
+    return atomic_write_bytes(path, "".join(line + "\n" for line in lines).encode("utf-8"))
 
 
 # ======================================================================================================================
@@ -851,10 +844,12 @@ def import_kitti_object(src: str | os.PathLike, out: str | os.PathLike, *, overw
     calibs = [read_kitti_calib(r["calib"]) for r in records]
     label_lines, tables = [], []
     for i, r in enumerate(records):
-        has_label = r["label"].is_file()
-        tables.append(read_kitti_object_labels(r["label"], frame=i) if has_label else KittiLabelTable.empty())
-        label_lines.append(_read_text(r["label"]).splitlines() if has_label else None)
-    sizes = [encoded_image_size(r["image"], read_nonempty_bytes(r["image"])) if r["image"].is_file() else None for r in records]
+        text = _read_text(r["label"]) if r["label"].is_file() else None
+        tables.append(KittiLabelTable.empty() if text is None else
+                      _parse_label_rows(r["label"], text, tracking=False, frame=i))
+        label_lines.append(None if text is None else text.splitlines())
+    # Only the header for the size: the bytes are read once, when they are stored below.
+    sizes = [image_file_size(r["image"]) if r["image"].is_file() else None for r in records]
     image_size = next((s for s in sizes if s is not None), None)
     has_velodyne = any(r["velodyne"].is_file() for r in records)
     sensors = {}
@@ -933,7 +928,9 @@ def import_kitti_tracking(src: str | os.PathLike, out: str | os.PathLike, *, ove
     calib_path = root / "calib" / f"{sequence}.txt"
     calib = read_kitti_calib(calib_path)
     label_path = root / "label_02" / f"{sequence}.txt"
-    table = read_kitti_tracking_labels(label_path) if label_path.is_file() else KittiLabelTable.empty()
+    label_text = _read_text(label_path) if label_path.is_file() else None
+    table = KittiLabelTable.empty() if label_text is None else _parse_label_rows(label_path, label_text, tracking=True,
+                                                                                 frame=0)
     bins = _numbered_files(root / "velodyne" / sequence, (".bin",))
     images = _numbered_files(root / "image_02" / sequence, (".png", ".jpg"))
     if bins:
@@ -952,8 +949,7 @@ def import_kitti_tracking(src: str | os.PathLike, out: str | os.PathLike, *, ove
     if bins:
         sensors["velodyne"] = _velodyne_sensor()
     if images:
-        first = next(iter(images.values()))
-        image_size = encoded_image_size(first, read_nonempty_bytes(first))
+        image_size = image_file_size(next(iter(images.values())))
         sensors["image_02"] = kitti_camera_sensor("image_02", calib.P2, calib, image_size, calib_path)
     oxts_path = root / "oxts" / f"{sequence}.txt"
     poses = origin = None
@@ -965,7 +961,7 @@ def import_kitti_tracking(src: str | os.PathLike, out: str | os.PathLike, *, ove
     metadata = {"kitti": {
         "layout": "tracking", "sequence": sequence, "frame_ids": kitti_frames.tolist(), "calib": calib.to_dict(),
         "image_size_px": list(image_size) if image_size else None, "ego_frame": "velodyne", "oxts_origin": origin,
-        "label_lines": _read_text(label_path).splitlines() if label_path.is_file() else None,
+        "label_lines": None if label_text is None else label_text.splitlines(),
     }}
     timestamps = kitti_frames * KITTI_FRAME_PERIOD_NS
     with Drive.create(out, name=out.name.removesuffix(".drive"), source_format="kitti-tracking", sensors=sensors,
@@ -980,8 +976,8 @@ def import_kitti_tracking(src: str | os.PathLike, out: str | os.PathLike, *, ove
     boxed = table[~table.is_dont_care]
     if len(boxed):
         kitti_ids, first = np.unique(boxed.track_id, return_index=True)
-        store_ids = np.array([drive.labels.add_track(str(boxed.type[i]), {"kitti_track_id": int(k)})
-                              for k, i in zip(kitti_ids, first)], dtype=np.int64)
+        store_ids = drive.labels.add_tracks(boxed.type[first].tolist(), [{"kitti_track_id": int(k)} for k in kitti_ids],
+                                            description="import KITTI tracks")
         boxes = kitti_to_boxes_velo(boxed, calib)
         boxes = boxes.replace(track_id=store_ids[np.searchsorted(kitti_ids, boxed.track_id)])
         _put_labels(drive, np.searchsorted(kitti_frames, boxed.frame), boxes)
@@ -1016,7 +1012,7 @@ def import_kitti_raw(src: str | os.PathLike, out: str | os.PathLike, *, overwrit
         sensors["velodyne"] = _velodyne_sensor()
     for name, files in cams.items():
         if files:
-            size = image_size or encoded_image_size(next(iter(files.values())), read_nonempty_bytes(next(iter(files.values()))))
+            size = image_size or image_file_size(next(iter(files.values())))
             sensors[name] = kitti_camera_sensor(name, calib.P2 if name == "image_02" else calib.P3, calib, size, calib_dir)
     poses = None
     if oxts_files:

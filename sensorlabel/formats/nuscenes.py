@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from sensorlabel.errors import FormatError
-from sensorlabel.formats.fileio import encoded_image_size, read_file_bytes, read_nonempty_bytes
+from sensorlabel.formats import atomic_write_bytes
+from sensorlabel.formats.fileio import encoded_image_size, read_json, read_nonempty_bytes
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.se3 import SE3
 
@@ -77,14 +78,6 @@ def detection_name(label: str) -> str | None:
 # ======================================================================================================================
 # Reading helpers
 # ======================================================================================================================
-def _load_json(path: Path):
-    text = read_file_bytes(path)
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FormatError(path, f"not valid JSON: {exc}") from None
-
-
 def _field(path: Path, record, key: str, where: str):
     if not isinstance(record, dict) or key not in record:
         raise FormatError(path, f"{where}: missing field {key!r}")
@@ -210,7 +203,7 @@ def _import_info_json(path: Path, out: Path, overwrite: bool):
     from sensorlabel.drive import Drive, SensorCalibration
     from sensorlabel.geometry.camera import PinholeCamera
 
-    info = _load_json(path)
+    info = read_json(path)
     samples = _field(path, info, "data_list", "info JSON")
     categories = _field(path, _field(path, info, "metainfo", "info JSON"), "categories", "metainfo")
     if not isinstance(samples, list) or not samples or not isinstance(categories, dict):
@@ -312,7 +305,7 @@ def _import_tables(root: Path, tables_dir: Path, out: Path, overwrite: bool, sce
     from sensorlabel.formats import progress
     from sensorlabel.geometry.camera import PinholeCamera
 
-    t = {name: _index(tables_dir / f"{name}.json", _load_json(tables_dir / f"{name}.json"), name)
+    t = {name: _index(tables_dir / f"{name}.json", read_json(tables_dir / f"{name}.json"), name)
          for name in ("scene", "sample", "sample_data", "ego_pose", "calibrated_sensor", "sensor", "sample_annotation",
                       "instance", "category", "log")}
     p = {name: tables_dir / f"{name}.json" for name in t}
@@ -398,8 +391,8 @@ def _import_tables(root: Path, tables_dir: Path, out: Path, overwrite: bool, sce
         writer.write_poses(pose_ts, SE3.stack([poses[k] for k in pose_ts]))
         drive = writer.finalize(frame_ts)
     if anns:
-        track_ids = np.array([drive.labels.add_track(label, {"nuscenes_instance_token": str(token)})
-                              for token, label in zip(unique, track_labels)], dtype=np.int64)
+        track_ids = drive.labels.add_tracks(track_labels, [{"nuscenes_instance_token": str(token)} for token in unique],
+                                            description="import nuScenes instances")
         boxes_global = Boxes(center, wlh[:, [1, 0, 2]], quat, track_id=track_ids[inverse.reshape(-1)])
         ego_SE3_global = SE3.from_matrix(np.stack([poses[ts].inverse().as_matrix() for ts in frame_ts[frames]]))
         boxes_ego = boxes_global.transform(ego_SE3_global)
@@ -493,11 +486,7 @@ def _submission(drive, sources, tracking: bool) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, json.dumps(data).encode("utf-8"))
 
 
 def export_nuscenes(drive, out_dir: str | os.PathLike, *, sources=None) -> list[Path]:
@@ -524,7 +513,7 @@ def read_nuscenes_submission(path: str | os.PathLike) -> dict[str, Boxes]:
         FormatError: not JSON, no ``results`` dict, or an entry with missing or malformed fields.
     """
     path = Path(path)
-    data = _load_json(path)
+    data = read_json(path)
     results = _field(path, data, "results", "submission")
     if not isinstance(results, dict):
         raise FormatError(path, "results is not a dict of sample tokens")

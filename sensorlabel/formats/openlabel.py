@@ -38,7 +38,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import FormatError, InvalidTransformError
-from sensorlabel.formats.fileio import read_file_bytes
+from sensorlabel.formats.fileio import read_json
 from sensorlabel.formats import atomic_write_bytes
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.se3 import SE3
@@ -362,10 +362,7 @@ def read_openlabel(path: str | Path) -> OpenLabelScene:
     """
     path = Path(path)
     r = _Reader(path)
-    try:
-        document = json.loads(read_file_bytes(path).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise FormatError(path, f"not valid JSON: {exc}") from None
+    document = read_json(path)
     doc = r.obj(r.obj(document, "document").get("openlabel"), "openlabel")
     metadata = r.obj(doc.get("metadata", {}), "metadata")
     name = metadata.get("name", "")

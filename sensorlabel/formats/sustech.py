@@ -41,7 +41,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import CalibrationError, FormatError, InvalidTransformError
-from sensorlabel.formats.fileio import encoded_image_size, read_file_bytes, read_nonempty_bytes
+from sensorlabel.formats.fileio import encoded_image_size, read_file_bytes, read_json, read_nonempty_bytes
 from sensorlabel.formats import atomic_write_bytes
 from sensorlabel.formats.pcd import MAX_SWEEP_SPAN_S, columns_to_lidar_points, parse_pcd_header, read_pcd_payload
 from sensorlabel.geometry.boxes import Boxes
@@ -120,13 +120,6 @@ def read_sustech_pcd(path: str | Path) -> tuple[np.ndarray, tuple[str, ...], flo
     return points, fields, start_s
 
 
-def _load_json(path: Path):
-    try:
-        return json.loads(read_file_bytes(path).decode("utf-8"), parse_constant=lambda c: float(c))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise FormatError(path, f"not valid JSON: {exc}") from None
-
-
 def _number(path: Path, where: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FormatError(path, f"{where} must be a number, got {value!r}")
@@ -153,7 +146,7 @@ def read_sustech_labels(path: str | Path) -> SustechLabels:
             ``obj_id`` twice in the file; the message names the object index and the field.
     """
     path = Path(path)
-    data = _load_json(path)
+    data = read_json(path)
     if not isinstance(data, list):
         raise FormatError(path, f"expected a list of objects, got {type(data).__name__}")
     centers, sizes, eulers, labels, obj_ids = [], [], [], [], []
@@ -213,7 +206,7 @@ def read_sustech_calib(path: str | Path) -> SustechCamera:
             ``[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` with positive focal lengths.
     """
     path = Path(path)
-    data = _load_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise FormatError(path, f"expected a JSON object, got {type(data).__name__}")
     arrays = {}
@@ -341,16 +334,18 @@ def _read_scene_labels(label_dir: Path, stems: list[str]) -> list[SustechLabels 
 def _store_labels(drive: Drive, labels: list[SustechLabels | None]) -> None:
     """One track per distinct obj_id (class from its first box), then all boxes in one transaction."""
     store = drive.labels
-    track_of: dict[str, int] = {}
-    frames, parts = [], []
-    for frame, frame_labels in enumerate(labels):
-        if frame_labels is None or len(frame_labels.boxes) == 0:
-            continue
-        ids = []
+    label_of: dict[str, str] = {}  # obj_id -> class of its first box, in order of first appearance
+    present = [(frame, frame_labels) for frame, frame_labels in enumerate(labels)
+               if frame_labels is not None and len(frame_labels.boxes) > 0]
+    for _, frame_labels in present:
         for obj_id, label in zip(frame_labels.obj_ids.tolist(), frame_labels.boxes.label.tolist()):
-            if obj_id not in track_of:
-                track_of[obj_id] = store.add_track(label, {"obj_id": obj_id})
-            ids.append(track_of[obj_id])
+            label_of.setdefault(obj_id, label)
+    new_ids = store.add_tracks(list(label_of.values()), [{"obj_id": obj_id} for obj_id in label_of],
+                               description="import SUSTech tracks")
+    track_of = dict(zip(label_of, new_ids.tolist()))
+    frames, parts = [], []
+    for frame, frame_labels in present:
+        ids = [track_of[obj_id] for obj_id in frame_labels.obj_ids.tolist()]
         parts.append(frame_labels.boxes.replace(track_id=np.asarray(ids, dtype=np.int64)))
         frames.append(np.full(len(ids), frame, dtype=np.int64))
     if parts:

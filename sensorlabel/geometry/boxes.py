@@ -117,13 +117,12 @@ class Boxes:
         """One Boxes from many; an empty list gives an empty Boxes."""
         if not parts:
             return cls.empty()
-        labels = [p.label for p in parts]
         return cls(
             np.concatenate([p.center_m for p in parts]),
             np.concatenate([p.lwh_m for p in parts]),
             np.concatenate([p.quat_wxyz for p in parts]),
             np.concatenate([p.track_id for p in parts]),
-            np.concatenate(labels).astype(str) if labels else None,
+            np.concatenate([p.label for p in parts]).astype(str),
             np.concatenate([p.score for p in parts]),
         )
 

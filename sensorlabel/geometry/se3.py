@@ -20,6 +20,20 @@ from sensorlabel.errors import InvalidTransformError
 _ORTHONORMAL_TOL = 1e-5
 
 
+def first_non_increasing(values) -> int | None:
+    """Index of the first element that is not strictly greater than the one before it, or None.
+
+    Args:
+        values: (N,) numbers, e.g. timestamps in ns (compared in their own dtype, so int64 ns stay exact).
+
+    Returns:
+        i >= 1 with ``values[i] <= values[i - 1]`` for the smallest such i; None when the values increase strictly
+        (always for N <= 1).
+    """
+    bad = np.flatnonzero(np.diff(np.asarray(values)) <= 0)
+    return int(bad[0]) + 1 if bad.size else None
+
+
 def _check_rotation(rotation: np.ndarray) -> None:
     """Raise InvalidTransformError naming the first bad rotation (NaN, not orthonormal, or a reflection)."""
     flat = rotation.reshape(-1, 3, 3)
@@ -197,15 +211,6 @@ class SE3:
             return np.einsum("nij,npj->npi", self.rotation, p) + self.translation[:, None, :]
         raise ValueError(f"points: expected ({n},3) or ({n},P,3) for a batch of {n} transforms, got {p.shape}")
 
-    def transform_vectors(self, vectors_source: np.ndarray) -> np.ndarray:
-        """Rotate direction vectors (no translation); shapes as :meth:`transform_points`."""
-        v = np.asarray(vectors_source, dtype=np.float64)
-        if not self.is_batch:
-            return v @ self.rotation.T
-        if v.ndim == 2:
-            return np.einsum("nij,nj->ni", self.rotation, v)
-        return np.einsum("nij,npj->npi", self.rotation, v)
-
     def allclose(self, other: SE3, atol: float = 1e-9) -> bool:
         """True when rotations and translations agree to ``atol``."""
         return bool(
@@ -251,9 +256,9 @@ def interpolate_poses(
     q = q.reshape(-1)
     if t.ndim != 1 or len(t) == 0 or len(t) != len(poses):
         raise ValueError(f"timestamps_ns: expected (T,) with T = len(poses) >= 1, got {t.shape}")
-    if len(t) > 1 and np.any(np.diff(t) <= 0):
-        i = int(np.flatnonzero(np.diff(t) <= 0)[0])
-        raise ValueError(f"timestamps_ns must increase strictly; index {i + 1} has {t[i + 1]} after {t[i]}")
+    i = first_non_increasing(t)
+    if i is not None:
+        raise ValueError(f"timestamps_ns must increase strictly; index {i} has {t[i]} after {t[i - 1]}")
     if not extrapolate and len(q) and (q.min() < t[0] or q.max() > t[-1]):
         raise ValueError(f"query time outside the pose range [{t[0]}, {t[-1]}] ns: [{q.min()}, {q.max()}] ns")
     if len(t) == 1:

@@ -4,6 +4,7 @@ submission exporters (Caesar et al., CVPR 2020)."""
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -172,6 +173,14 @@ def test_tables_import_and_tracking_export_round_trip(tmp_path):
     assert car["velocity"][0] == pytest.approx(4.0, abs=1e-6)  # 2 m per 0.5 s
 
 
+def test_submission_reader_refuses_deeply_nested_json(tmp_path):
+    path = tmp_path / "results_nusc.json"
+    path.write_text('{"results": ' + "[" * 100_000)
+    with pytest.raises(FormatError, match=re.escape(str(path)) + ".*not valid JSON") as info:
+        read_nuscenes_submission(path)
+    assert "recursion" in str(info.value)
+
+
 def test_tables_bad_input(tmp_path):
     root = tmp_path / "nuscenes"
     _write_dataroot(root, np.random.default_rng(1))
@@ -183,6 +192,9 @@ def test_tables_bad_input(tmp_path):
         import_nuscenes(root, tmp_path / "a.drive")
     ann.write_text(json.dumps(records)[:-30])
     with pytest.raises(FormatError, match="not valid JSON"):
+        import_nuscenes(root, tmp_path / "a.drive")
+    ann.write_text("[" * 100_000)  # nested deeper than the parser's recursion limit
+    with pytest.raises(FormatError, match=re.escape(str(ann)) + ".*not valid JSON"):
         import_nuscenes(root, tmp_path / "a.drive")
     ann.write_text("")
     with pytest.raises(FormatError, match="sample_annotation.json"):

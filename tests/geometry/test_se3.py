@@ -10,6 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import InvalidTransformError
 from sensorlabel.geometry import SE3, interpolate_poses
+from sensorlabel.geometry.se3 import first_non_increasing
 
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 BATCH = st.integers(min_value=1, max_value=20)
@@ -204,3 +205,12 @@ def test_wrong_shapes_in_methods():
         SE3.identity().transform_points(np.zeros((5, 2)))
     with pytest.raises(ValueError, match=r"\(3, 3\)"):
         SE3.identity(2).transform_points(np.zeros((3, 3)))
+
+
+def test_first_non_increasing():
+    assert first_non_increasing([]) is None and first_non_increasing([5]) is None
+    assert first_non_increasing(np.array([1, 2, 3], dtype=np.int64)) is None
+    assert first_non_increasing([1, 2, 2, 1]) == 2  # a repeat counts, and the first offender is named
+    assert first_non_increasing([3, 1, 2]) == 1
+    big = np.array([2**62, 2**62 + 1, 2**62 + 1], dtype=np.int64)  # exact in int64 (float64 would merge them all)
+    assert first_non_increasing(big) == 2 and first_non_increasing(big[:2]) is None
