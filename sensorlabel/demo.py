@@ -43,8 +43,8 @@ class DemoReport:
         lines = [
             f"sensorlabel demo: {self.drive_path}",
             f"  frames {self.frames}, lidar points {self.points:,}, cameras {self.cameras}",
-            f"  ground-truth boxes {self.truth_boxes}, human keyframe boxes {self.keyframe_boxes} "
-            f"(every {KEYFRAME_INTERVAL}th frame), filled boxes {self.filled_boxes} {self.written_by_source}",
+            (f"  ground-truth boxes {self.truth_boxes}, human keyframe boxes {self.keyframe_boxes} "
+             f"(every {KEYFRAME_INTERVAL}th frame), filled boxes {self.filled_boxes} {self.written_by_source}"),
             f"  mean 3D IoU of the filled boxes vs truth: {self.mean_iou_filled:.3f}",
             f"  cars with 3D IoU >= 0.7: {self.share_car_iou_ge_0_7:.1%}",
         ]
@@ -71,7 +71,14 @@ def run_demo(out: Path, *, num_frames: int = 100, seed: int = 0, view: bool = Fa
     Returns:
         DemoReport (also written to ``out/demo_report.json``).
     """
-    from sensorlabel.eval.propagation import GroundTruth, baseline_predictions, keyframe_mask, score_boxes
+    from sensorlabel.eval.propagation import (
+        GroundTruth,
+        baseline_predictions,
+        keyframe_mask,
+        match_automated,
+        score_boxes,
+        store_keyframes,
+    )
     from sensorlabel.geometry.boxes import Boxes
     from sensorlabel.propagation.propagate import propagate_drive
     from sensorlabel.sim import SimConfig, simulate, write_sim_drive
@@ -95,22 +102,16 @@ def run_demo(out: Path, *, num_frames: int = 100, seed: int = 0, view: bool = Fa
     key = keyframe_mask(gt, KEYFRAME_INTERVAL, protocol="global")
 
     store = drive.labels
-    id_map = {int(t): store.add_track(str(truth.label[truth.track_id == t][0])) for t in np.unique(truth.track_id)}
-    keyed = truth[key]
-    store.put_boxes(frame[key], keyed.replace(track_id=np.array([id_map[int(t)] for t in keyed.track_id])),
-                    source="human", description="demo keyframes from ground truth")
+    id_map = store_keyframes(store, frame, truth, key, description="demo keyframes from ground truth")
 
     t1 = time.perf_counter()
     report = propagate_drive(drive)
     seconds["propagate"] = time.perf_counter() - t1
 
-    back = {v: k for k, v in id_map.items()}
     rec = store.query()
     auto = rec.source != "human"
-    lookup = {(int(f), back[int(t)]): i for i, (f, t) in enumerate(zip(rec.frame[auto], rec.boxes.track_id[auto]))}
-    cand = np.flatnonzero(~key)
-    hit = np.array([lookup.get((int(frame[i]), int(truth.track_id[i])), -1) for i in cand], dtype=np.int64)
-    scores = score_boxes(gt, cand[hit >= 0], rec.boxes[auto][hit[hit >= 0]], ~key)
+    found, rows = match_automated(rec, id_map, frame, truth.track_id, np.flatnonzero(~key))
+    scores = score_boxes(gt, found, rec.boxes[rows], ~key)
     baselines = {}
     for name, (idx, pred) in baseline_predictions(gt, key).items():
         sc = score_boxes(gt, idx, pred, ~key)
@@ -120,7 +121,7 @@ def run_demo(out: Path, *, num_frames: int = 100, seed: int = 0, view: bool = Fa
     demo = DemoReport(
         drive_path=str(drive.path),
         frames=drive.num_frames,
-        points=int(sum(len(drive.frame_sweep(f).points) for f in range(drive.num_frames))),
+        points=drive.num_points(),
         cameras=len(drive.camera_names),
         truth_boxes=len(truth),
         keyframe_boxes=int(key.sum()),

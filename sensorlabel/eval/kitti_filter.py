@@ -30,16 +30,19 @@ from scipy.optimize import linear_sum_assignment
 from sensorlabel.errors import FormatError
 from sensorlabel.eval.matching import box_ioa_2d, paired_iou_3d, same_frame_pairs
 from sensorlabel.eval.mot import SequenceData, amota, clear_mot, hota
-from sensorlabel.formats.kitti import DONT_CARE, KittiLabelTable, kitti_to_boxes_rect, read_kitti_tracking_labels
-from sensorlabel.geometry.se3 import SE3
+from sensorlabel.formats.kitti import (
+    DONT_CARE,
+    KittiLabelTable,
+    kitti_to_boxes_rect,
+    read_kitti_tracking_labels,
+)
+from sensorlabel.tracking.kitti_detections import UP_SE3_RECT
 
 #: Neighbouring class per evaluated class (its ground truth becomes a distractor).
 KITTI_DISTRACTORS = {"Car": ("Van",), "Pedestrian": ("Person_sitting",), "Cyclist": ()}
 #: AB3DMOT's 3D IoU threshold of the KITTI 3D MOT evaluation, per class.
 KITTI_IOU_THRESHOLD = {"Car": 0.25, "Pedestrian": 0.25, "Cyclist": 0.25}
 _EPS = np.finfo(float).eps
-#: rect (x right, y down, z forward) -> z-up frame, where gravity-aligned 3D IoU is computed.
-_UP_SE3_RECT = SE3(np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]), np.zeros(3))
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,8 @@ def kitti_sequence_data(
 
     # All same-frame IoUs of the sequence in one vectorised call.
     gi, ti = same_frame_pairs(g.frame, t.frame)
-    boxes_g = kitti_to_boxes_rect(g).transform(_UP_SE3_RECT) if len(g) else None
-    boxes_t = kitti_to_boxes_rect(t).transform(_UP_SE3_RECT) if len(t) else None
+    boxes_g = kitti_to_boxes_rect(g).transform(UP_SE3_RECT) if len(g) else None
+    boxes_t = kitti_to_boxes_rect(t).transform(UP_SE3_RECT) if len(t) else None
     iou = paired_iou_3d(boxes_g, boxes_t, gi, ti) if gi.size else np.zeros(0)
     by_frame = np.argsort(g.frame[gi], kind="stable")
     gi, ti, iou = gi[by_frame], ti[by_frame], iou[by_frame]
@@ -110,9 +113,9 @@ def kitti_sequence_data(
     too_small = (t.bbox_2d_px[:, 3] - t.bbox_2d_px[:, 1]) <= rules.min_height_px + _EPS
     scores = np.where(np.isfinite(t.score), t.score, 1.0)
 
-    g_bounds = np.searchsorted(g.frame[np.argsort(g.frame, kind="stable")], np.arange(n_frames + 1))
-    t_bounds = np.searchsorted(t.frame[np.argsort(t.frame, kind="stable")], np.arange(n_frames + 1))
     g_order, t_order = np.argsort(g.frame, kind="stable"), np.argsort(t.frame, kind="stable")
+    g_bounds = np.searchsorted(g.frame[g_order], np.arange(n_frames + 1))
+    t_bounds = np.searchsorted(t.frame[t_order], np.arange(n_frames + 1))
     g_pos = np.empty(len(g), np.int64)
     t_pos = np.empty(len(t), np.int64)
     g_pos[g_order] = np.arange(len(g)) - np.repeat(g_bounds[:-1], np.diff(g_bounds))
@@ -189,8 +192,7 @@ def evaluate_kitti_tracking(
         thr = KITTI_IOU_THRESHOLD[cls] if threshold is None else threshold
         data = []
         for name, (gt, res) in tables.items():
-            n_frames = int(max(gt.frame.max(initial=-1), res.frame.max(initial=-1)) + 1)
-            data.append(kitti_sequence_data(gt, res, cls, thr, n_frames, rules, name))
+            data.append(kitti_sequence_data(gt, res, cls, thr, rules=rules, name=name))
         if sum(sum(len(g) for g in d.gt_ids) for d in data) == 0:
             continue
         metrics = {"iou_threshold": thr, **clear_mot(data, thr)}

@@ -108,6 +108,59 @@ def baseline_predictions(gt: GroundTruth, key: np.ndarray) -> dict[str, tuple[np
     return {m: (idx, Boxes.concatenate(parts)) for m, parts in out.items()}
 
 
+def store_keyframes(store, frame: np.ndarray, boxes: Boxes, key: np.ndarray | None = None, *,
+                    description: str = "", id_attribute: str | None = None) -> dict[int, int]:
+    """Write ground-truth keyframe boxes into a label store as human boxes, one store track per ground-truth track.
+
+    Store tracks are created in increasing ground-truth id order for every track of ``boxes`` (also one without a
+    key box), with the class of its first box.
+
+    Args:
+        store: a :class:`sensorlabel.drive.labels.LabelStore`.
+        frame: (N,) int frame index of each box.
+        boxes: N boxes with ground-truth track ids and labels.
+        key: (N,) bool, the boxes to write (None: all of them).
+        description: text of the edit log for the boxes.
+        id_attribute: when given, each store track's attributes hold ``{id_attribute: ground-truth track id}``.
+
+    Returns:
+        ``{ground-truth track id: store track id}``.
+    """
+    truth_ids, first = np.unique(boxes.track_id, return_index=True)
+    store_ids = np.array([store.add_track(str(boxes.label[i]), None if id_attribute is None else {id_attribute: int(t)})
+                          for t, i in zip(truth_ids.tolist(), first.tolist())], dtype=np.int64)
+    if key is not None:
+        frame, boxes = frame[key], boxes[key]
+    mapped = store_ids[np.searchsorted(truth_ids, boxes.track_id)]
+    store.put_boxes(frame, boxes.replace(track_id=mapped), source="human", description=description)
+    return dict(zip(truth_ids.tolist(), store_ids.tolist()))
+
+
+def match_automated(records, id_map: dict[int, int], frame: np.ndarray, track_id: np.ndarray,
+                    candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pair ground-truth boxes with the automated (non-human) boxes a store holds at their (frame, track).
+
+    Args:
+        records: the store's BoxRecords (``LabelStore.query()``).
+        id_map: ``{ground-truth track id: store track id}`` (:func:`store_keyframes`).
+        frame: (N,) frame index of each ground-truth box.
+        track_id: (N,) ground-truth track id of each box.
+        candidates: (K,) int indices of the ground-truth boxes to pair.
+
+    Returns:
+        ((M,) the candidates that have an automated box, (M,) that box's row in ``records``).
+    """
+    back = {v: k for k, v in id_map.items()}
+    auto = np.flatnonzero(records.source != "human")
+    lookup = {(f, back.get(t, -2)): r for f, t, r in zip(records.frame[auto].tolist(),
+                                                          records.boxes.track_id[auto].tolist(), auto.tolist())}
+    candidates = np.asarray(candidates, dtype=np.int64)
+    hit = np.array([lookup.get(ft, -1) for ft in zip(frame[candidates].tolist(), track_id[candidates].tolist())],
+                   dtype=np.int64)
+    found = hit >= 0
+    return candidates[found], hit[found]
+
+
 def _ours(gt: GroundTruth, key: np.ndarray, drive, config) -> tuple[np.ndarray, Boxes]:
     """Run propagate_drive on a scratch label store holding only the keyframes as human boxes."""
     from sensorlabel.drive.labels import LabelStore
@@ -116,27 +169,14 @@ def _ours(gt: GroundTruth, key: np.ndarray, drive, config) -> tuple[np.ndarray, 
     with tempfile.TemporaryDirectory(prefix="sensorlabel-eval-") as tmp:
         store = LabelStore(Path(tmp) / "labels.sqlite")
         try:
-            kb = gt.boxes_ego[key]
-            # Keep the ground-truth track ids: create tracks in id order so ids line up with the store's.
-            id_map = {}
-            for t in np.unique(kb.track_id):
-                id_map[int(t)] = store.add_track(str(kb.label[kb.track_id == t][0]))
-            mapped = kb.replace(track_id=np.array([id_map[int(t)] for t in kb.track_id]))
-            store.put_boxes(gt.frame[key], mapped, source="human")
-            view = _DriveView(drive, gt) if drive is not None else _DriveView(None, gt)
-            propagate_drive(view, config, labels=store)
+            # Tracks are created in ground-truth id order, so store ids keep that order.
+            id_map = store_keyframes(store, gt.frame[key], gt.boxes_ego[key])
+            propagate_drive(_DriveView(drive, gt), config, labels=store)
             rec = store.query()
         finally:
             store.close()
-    back = {v: k for k, v in id_map.items()}
-    auto = rec.source != "human"
-    rec_tid = np.array([back.get(int(t), -2) for t in rec.boxes.track_id[auto]], dtype=np.int64)
-    rec_frame = rec.frame[auto]
-    lookup = {(int(f), int(t)): i for i, (f, t) in enumerate(zip(rec_frame, rec_tid))}
-    q = np.flatnonzero(~key)
-    hit = np.array([lookup.get((int(gt.frame[i]), int(gt.boxes_ego.track_id[i])), -1) for i in q], dtype=np.int64)
-    found = hit >= 0
-    return q[found], rec.boxes[auto][hit[found]]
+    found, rows = match_automated(rec, id_map, gt.frame, gt.boxes_ego.track_id, np.flatnonzero(~key))
+    return found, rec.boxes[rows]
 
 
 class _DriveView:
@@ -164,7 +204,11 @@ class _DriveView:
 def score_boxes(gt: GroundTruth, idx: np.ndarray, pred: Boxes, candidates: np.ndarray) -> dict:
     """Scores per class group over the candidate (non-key) boxes; missing predictions count as failures."""
     result = {}
-    groups = np.array([class_group(str(lbl)) for lbl in gt.boxes_ego.label])
+    # One class_group call per distinct label, not per box.
+    names, inverse = np.unique(np.asarray(gt.boxes_ego.label, dtype=str), return_inverse=True)
+    name_groups = [class_group(str(n)) for n in names]
+    groups = np.array(name_groups, dtype=str)[inverse]
+    thresholds = np.array([IOU_THRESHOLDS[g] for g in name_groups], dtype=np.float64)[inverse]
     iou = np.zeros(len(gt.frame))
     produced = np.zeros(len(gt.frame), dtype=bool)
     center_err = np.full(len(gt.frame), np.nan)
@@ -180,11 +224,10 @@ def score_boxes(gt: GroundTruth, idx: np.ndarray, pred: Boxes, candidates: np.nd
         n = int(sel.sum())
         if n == 0:
             continue
-        thr = np.array([IOU_THRESHOLDS[g] for g in groups[sel]])
         made = sel & produced
         result[group] = {
             "boxes": n,
-            "share_iou_ok": float(np.mean(iou[sel] >= thr)),
+            "share_iou_ok": float(np.mean(iou[sel] >= thresholds[sel])),
             "coverage": float(made.sum() / n),
             "mean_iou": float(np.mean(iou[sel])),
             "mean_center_error_m": float(np.nanmean(center_err[made])) if made.any() else None,

@@ -35,7 +35,7 @@ from sensorlabel.geometry.lie import wrap_angle
 from sensorlabel.geometry.se3 import SE3
 from sensorlabel.propagation.interpolate import KeyframeTrack
 from sensorlabel.propagation.refine import (
-    GROUND_CLEARANCE_M,
+    box_points_mask,
     build_object_model,
     fit_box_to_points,
     icp_yaw_translation,
@@ -142,17 +142,14 @@ def _sweep_points_world(drive, frame: int) -> _SweepWorld | None:
 
 def _object_points(points_world: np.ndarray, times: np.ndarray, pose: SE3, lwh: np.ndarray, margin: float):
     """Points (and times) in a grown box around ``pose``, ground slice removed."""
-    local = pose.inverse().transform_points(points_world)
-    half = lwh / 2.0 + margin
-    keep = np.all(np.abs(local) <= half, axis=1) & (local[:, 2] >= -lwh[2] / 2.0 + GROUND_CLEARANCE_M)
+    _, keep = box_points_mask(points_world, pose, lwh, margin)
     return points_world[keep], times[keep]
 
 
 def _count_inside(points_world: np.ndarray, pose: SE3, lwh: np.ndarray) -> int:
     if len(points_world) == 0:
         return 0
-    local = pose.inverse().transform_points(points_world)
-    return int(np.all(np.abs(local) <= lwh / 2.0 + 0.05, axis=1).sum())
+    return int(box_points_mask(points_world, pose, lwh, 0.05, drop_ground=False)[1].sum())
 
 
 def _at_time(work: _TrackWork, pose_at_obs: SE3, t_obs: int, t_frame: int) -> SE3:
@@ -265,7 +262,7 @@ def propagate_drive(
 
     # Sweeps read again later are kept: keyframe frames (pass 1, then pass 2) and frames before some track's first
     # keyframe (pass 2, then the backward pass 3). Every other sweep is read once.
-    reused = set(int(f) for w in works for f in w.key_frames)
+    reused = {int(f) for w in works for f in w.key_frames}
     reused |= set(range(max(int(w.key_frames[0]) for w in works)))
     cache: dict[int, _SweepWorld | None] = {}
 
@@ -391,7 +388,7 @@ def _extrapolate_step(w: _TrackWork, cfg: PropagationConfig, frame: int, prev: i
     w.results[frame] = (pose, "tracked", n_in, fitness, dev)
 
 
-def _track_rows(w: _TrackWork, frame_times: np.ndarray) -> dict[str, np.ndarray]:
+def _track_rows(w: _TrackWork) -> dict[str, np.ndarray]:
     """One track's automated boxes as arrays: frame, x, y, z, yaw (world), source, points, fitness, deviation.
 
     Interior frames without a point-based result keep their interpolated prior.
@@ -415,7 +412,7 @@ def _track_rows(w: _TrackWork, frame_times: np.ndarray) -> dict[str, np.ndarray]
 def _smooth_and_write(store, works, frame_times, world_SE3_ego_frames, cfg, report) -> None:
     """Smooth the tracks that used points (interpolation alone is already the exact geodesic), score and write."""
     num_frames = len(frame_times)
-    rows = [_track_rows(w, frame_times) for w in works]
+    rows = [_track_rows(w) for w in works]
     smoothable = [i for i, r in enumerate(rows) if cfg.smooth and np.any(r["source"] != "interpolated")]
     if smoothable:
         meas = np.full((len(smoothable), num_frames, 4), np.nan)

@@ -97,9 +97,13 @@ def propose_boxes(points_ego: np.ndarray, existing_ego: Boxes | None = None,
     labels = np.asarray(o3d.geometry.PointCloud(o3d.utility.Vector3dVector(obj)).cluster_dbscan(
         config.dbscan_eps_m, config.dbscan_min_points))
     centers, sizes, yaws, scores = [], [], [], []
-    for lab in range(labels.max() + 1 if len(labels) else 0):
-        member = labels == lab
-        n = int(member.sum())
+    # Points grouped by cluster with one stable sort (noise, label -1, first); members keep their point order.
+    order = np.argsort(labels, kind="stable")
+    num_clusters = int(labels.max()) + 1 if len(labels) else 0
+    bounds = np.searchsorted(labels[order], np.arange(num_clusters + 1))
+    for lab in range(num_clusters):
+        member = order[bounds[lab]:bounds[lab + 1]]
+        n = len(member)
         if n < config.min_cluster_points:
             continue
         cluster = obj[member]

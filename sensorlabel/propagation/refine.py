@@ -42,6 +42,27 @@ class IcpResult:
     num_points: int
 
 
+def box_points_mask(points_world: np.ndarray, world_SE3_object: SE3, lwh_m: np.ndarray, margin_m: float = 0.0,
+                    drop_ground: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Which points lie inside a box grown by ``margin_m`` (optionally without the ground slice at its bottom).
+
+    Args:
+        points_world: (P,3) points in the world.
+        world_SE3_object: single pose of the box.
+        lwh_m: (3,) box size.
+        margin_m: growth of every half-extent.
+        drop_ground: also drop points less than :data:`GROUND_CLEARANCE_M` above the box's bottom face.
+
+    Returns:
+        ((P,3) the points in the object frame, (P,) bool mask of the points inside).
+    """
+    local = world_SE3_object.inverse().transform_points(points_world)
+    keep = np.all(np.abs(local) <= lwh_m / 2.0 + margin_m, axis=1)
+    if drop_ground:
+        keep &= local[:, 2] >= -lwh_m[2] / 2.0 + GROUND_CLEARANCE_M
+    return local, keep
+
+
 def object_frame_points(points_world: np.ndarray, world_SE3_object: SE3, lwh_m: np.ndarray,
                         margin_m: float = 0.0) -> np.ndarray:
     """Points inside a box (grown by ``margin_m``, ground slice removed), expressed in the object frame.
@@ -54,9 +75,7 @@ def object_frame_points(points_world: np.ndarray, world_SE3_object: SE3, lwh_m: 
     Returns:
         (M,3) points in the object frame.
     """
-    local = world_SE3_object.inverse().transform_points(points_world)
-    half = lwh_m / 2.0 + margin_m
-    keep = np.all(np.abs(local) <= half, axis=1) & (local[:, 2] >= -lwh_m[2] / 2.0 + GROUND_CLEARANCE_M)
+    local, keep = box_points_mask(points_world, world_SE3_object, lwh_m, margin_m)
     return local[keep]
 
 

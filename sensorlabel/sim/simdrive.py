@@ -138,7 +138,7 @@ class SimDrive:
         self.config = config
         self.world: World = build_world(config)
         self._raycaster = Raycaster(self.world)
-        period_ns = int(round(1e9 / config.lidar_hz))
+        period_ns = int(round(config.sweep_period_s * 1e9))
         self.frame_timestamps_ns = config.start_time_ns + np.round(
             np.arange(config.num_frames) * 1e9 / config.lidar_hz).astype(np.int64)
         step = 1_000_000_000 // POSE_RATE_HZ

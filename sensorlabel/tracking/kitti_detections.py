@@ -32,9 +32,8 @@ from sensorlabel.formats.kitti import (
     read_kitti_calib,
     write_kitti_tracking_labels,
 )
-from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.se3 import SE3
-from sensorlabel.tracking.tracker import Tracker, TrackerConfig, boxes_to_box7
+from sensorlabel.tracking.tracker import Tracker, TrackerConfig, boxes_to_box7, stack_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -231,14 +230,10 @@ def track_kitti_sequences(
     transforms = [tracking_frame_SE3_rect(c) for c in calib_paths]
     batch = split_frames(tables, transforms)
     outputs = run_tracker(Tracker(config or kitti_sensor_frame_config()), batch)
-    frame = np.repeat(np.arange(batch.num_frames), [len(o) for o in outputs])
+    frame, stacked = stack_outputs(outputs)
     if frame.size == 0:
         return [KittiLabelTable.empty() for _ in tables]
-    box7 = np.concatenate([o.box7 for o in outputs])
-    src = np.concatenate([o.last_detection_id for o in outputs])
-    stream = np.concatenate([o.stream for o in outputs])
-    boxes = Boxes.from_yaw(box7[:, :3], box7[:, 4:7], box7[:, 3], np.concatenate([o.track_id for o in outputs]),
-                           np.concatenate([o.label for o in outputs]), np.concatenate([o.score for o in outputs]))
+    src, stream, boxes = stacked.last_detection_id, stacked.stream, stacked.to_boxes()
     results = []
     for k, (table, track_SE3_rect) in enumerate(zip(tables, transforms)):
         mine = stream == k

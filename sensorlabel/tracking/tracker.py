@@ -24,7 +24,7 @@ objects', and returns the tracks in each frame's ego frame.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -426,10 +426,6 @@ class Tracker:
             stream=meta[:, _STREAM],
         )
 
-    def step(self, boxes: Boxes, timestamp_s: float) -> Boxes:
-        """:meth:`update` on :class:`Boxes` (gravity-aligned, z up); returns the confirmed tracks as Boxes."""
-        return self.update(boxes_to_box7(boxes), boxes.label, boxes.score, timestamp_s).to_boxes()
-
 
 def _empty_output() -> TrackOutput:
     out = TrackOutput(np.zeros((0, MEAS_DIM)), np.zeros(0, np.int64), np.zeros(0, dtype=str), np.zeros(0),
@@ -441,6 +437,21 @@ def _empty_output() -> TrackOutput:
 
 #: Shared by every frame without output tracks (read-only arrays, so sharing is safe).
 _EMPTY_OUTPUT = _empty_output()
+
+
+def stack_outputs(outputs: Sequence[TrackOutput]) -> tuple[np.ndarray, TrackOutput]:
+    """The per-frame outputs of a sequence as one output.
+
+    Args:
+        outputs: F per-frame :class:`TrackOutput` (:meth:`Tracker.update` results in frame order).
+
+    Returns:
+        ((N,) int64 frame index of each row, the N rows of all frames in frame order).
+    """
+    if not outputs:
+        return np.zeros(0, np.int64), _EMPTY_OUTPUT
+    frame = np.repeat(np.arange(len(outputs)), [len(o) for o in outputs])
+    return frame, TrackOutput(*(np.concatenate([getattr(o, f.name) for o in outputs]) for f in fields(TrackOutput)))
 
 
 def boxes_to_box7(boxes: Boxes) -> np.ndarray:
@@ -508,10 +519,8 @@ def track_sequence(
             box7 = _box7_in_frame(box7, x_axis_ego[bounds[i]:bounds[i + 1]], rotations[i], translations[i])
         outputs.append(tracker.update(box7, every.label[bounds[i]:bounds[i + 1]], every.score[bounds[i]:bounds[i + 1]],
                                       (int(timestamps_ns[i]) - t0) * 1e-9))
-    frame = np.repeat(np.arange(n), [len(o) for o in outputs])
-    box7 = np.concatenate([o.box7 for o in outputs])
-    tracks = Boxes.from_yaw(box7[:, :3], box7[:, 4:7], box7[:, 3], np.concatenate([o.track_id for o in outputs]),
-                            np.concatenate([o.label for o in outputs]), np.concatenate([o.score for o in outputs]))
+    frame, stacked = stack_outputs(outputs)
+    tracks = stacked.to_boxes()
     if world_SE3_ego is not None and len(tracks):
         tracks = tracks.transform(world_SE3_ego.inverse()[frame])
     out_bounds = np.cumsum([0] + [len(o) for o in outputs]).tolist()

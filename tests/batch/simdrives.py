@@ -29,6 +29,7 @@ def make_keyframed_drive(path: Path, seed: int, num_frames: int = 11, labels: st
     Returns:
         ``{(frame, sim_track_id): Boxes of one}``: the truth of every frame, in the ego frame.
     """
+    from sensorlabel.eval.propagation import store_keyframes
     from sensorlabel.geometry.boxes import Boxes
     from sensorlabel.sim import SimConfig, simulate, write_sim_drive
 
@@ -46,11 +47,8 @@ def make_keyframed_drive(path: Path, seed: int, num_frames: int = 11, labels: st
         return truth_by_key
     key = frame % KEYFRAME_INTERVAL == 0
     store = drive.labels
-    id_map = {int(t): store.add_track(str(truth.label[truth.track_id == t][0]), {"sim_track_id": int(t)})
-              for t in np.unique(truth.track_id[key])}
-    keyed = truth[key]
-    store.put_boxes(frame[key], keyed.replace(track_id=np.array([id_map[int(t)] for t in keyed.track_id])),
-                    source="human", description="keyframes from the simulator truth")
+    store_keyframes(store, frame[key], truth[key], description="keyframes from the simulator truth",
+                    id_attribute="sim_track_id")
     store.close()
     return truth_by_key
 

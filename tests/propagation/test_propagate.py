@@ -5,7 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from sensorlabel.eval.propagation import GroundTruth, evaluate_propagation, keyframe_mask
+from sensorlabel.eval.propagation import (
+    GroundTruth,
+    evaluate_propagation,
+    keyframe_mask,
+    match_automated,
+    store_keyframes,
+)
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.iou import iou_3d_paired
 from sensorlabel.propagation import PropagationConfig, propagate_drive, review_queue
@@ -25,19 +31,11 @@ def sim_drive(tmp_path_factory):
     return sim, drive, truth, frame
 
 
-def _keyframe(drive, truth, frame, key):
-    store = drive.labels
-    ids = {int(t): store.add_track(str(truth.label[truth.track_id == t][0])) for t in np.unique(truth.track_id)}
-    kb = truth[key]
-    store.put_boxes(frame[key], kb.replace(track_id=np.array([ids[int(t)] for t in kb.track_id])), source="human")
-    return ids
-
-
 def test_propagation_fills_between_keyframes_accurately_and_leaves_humans_alone(sim_drive, tmp_path):
     sim, drive, truth, frame = sim_drive
     gt = GroundTruth(frame, truth, drive.frame_timestamps_ns, drive.world_SE3_ego(drive.frame_timestamps_ns))
     key = keyframe_mask(gt, 5, protocol="track")
-    ids = _keyframe(drive, truth, frame, key)
+    ids = store_keyframes(drive.labels, frame, truth, key)
     before = drive.labels.query(sources=["human"])
     report = propagate_drive(drive)
     after = drive.labels.query()
@@ -46,14 +44,17 @@ def test_propagation_fills_between_keyframes_accurately_and_leaves_humans_alone(
     assert np.array_equal(human.boxes.quat_wxyz, before.boxes.quat_wxyz)
     assert report.written.get("refined", 0) > 0 and report.skipped_human == 0
     # Every non-key truth box inside its track's keyframe span has a propagated box, close to the truth.
-    lookup = {(int(f), int(t)): i for i, (f, t) in enumerate(zip(after.frame, after.boxes.track_id))}
-    rows = [(i, lookup.get((int(frame[i]), ids[int(truth.track_id[i])]), -1)) for i in np.flatnonzero(~key)]
-    idx = np.array([r[1] for r in rows])
-    assert (idx >= 0).all()
+    candidates = np.flatnonzero(~key)
+    found, idx = match_automated(after, ids, frame, truth.track_id, candidates)
+    assert np.array_equal(found, candidates)
     auto = after[idx]
     assert set(np.unique(auto.source)) <= {"refined", "interpolated"}
-    iou = iou_3d_paired(auto.boxes, truth[np.array([r[0] for r in rows])])
-    cars = truth.label[np.array([r[0] for r in rows])] == "Car"
+    # No human box sits at a non-key (frame, track) slot.
+    human_slots = set(zip(human.frame.tolist(), human.boxes.track_id.tolist()))
+    store_tid = np.array([ids[int(t)] for t in truth.track_id[candidates]])
+    assert not human_slots & set(zip(frame[candidates].tolist(), store_tid.tolist()))
+    iou = iou_3d_paired(auto.boxes, truth[found])
+    cars = truth.label[found] == "Car"
     assert np.mean(iou[cars] >= 0.7) >= 0.95
     assert np.all((auto.confidence >= 0) & (auto.confidence <= 1))
     queue = review_queue(drive.labels)
@@ -72,7 +73,7 @@ def test_cancel_writes_nothing_and_a_human_edit_survives(sim_drive, tmp_path):
     drive = write_sim_drive(sim, tmp_path / "again.drive")
     gt = GroundTruth(frame, truth, drive.frame_timestamps_ns, drive.world_SE3_ego(drive.frame_timestamps_ns))
     key = keyframe_mask(gt, 5, protocol="track")
-    _keyframe(drive, truth, frame, key)
+    store_keyframes(drive.labels, frame, truth, key)
     n_before = len(drive.labels.query())
     report = propagate_drive(drive, cancel=lambda: True)
     assert report.cancelled and len(drive.labels.query()) == n_before
@@ -94,3 +95,10 @@ def test_evaluation_ranks_methods_on_the_simulator(sim_drive):
     share = {m: res[m]["all"]["share_iou_ok"] for m in res}
     assert share["ours"] >= share["linear_world"] >= share["linear_sensor"] > share["copy_last"]
     assert res["ours"]["all"]["coverage"] == 1.0
+
+
+def test_drive_point_count_equals_the_points_of_every_frame_sweep(sim_drive):
+    """The demo reports Drive.num_points (read from the offsets) as its point count."""
+    _, drive, _, _ = sim_drive
+    total = sum(len(drive.frame_sweep(f).points) for f in range(drive.num_frames))
+    assert drive.num_points() == drive.num_points(drive.lidar_names[0]) == total > 0

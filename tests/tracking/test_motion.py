@@ -73,10 +73,12 @@ def test_batched_equals_one_track_at_a_time(cls):
 def test_flipped_detection_does_not_turn_the_track(name):
     model = make_motion_model(name)
     x, P = model.initiate(np.array([[0, 0, 0, 0.2, 4, 2, 1.5]]))
-    x, P = model.predict(x, P, 0.1)
-    x, P = model.update(x, P, np.array([[0, 0, 0, 0.2 + np.pi, 4, 2, 1.5]]))
+    x, P_pred = model.predict(x, P, 0.1)
+    x, P = model.update(x, P_pred, np.array([[0, 0, 0, 0.2 + np.pi, 4, 2, 1.5]]))
     assert abs(wrap_angle(x[0, 3] - 0.2)) < 1e-6
     # The covariance shrinks with a measurement and stays symmetric positive definite.
+    assert np.trace(P[0]) < np.trace(P_pred[0])
+    assert np.allclose(P[0], P[0].T)
     assert np.all(np.linalg.eigvalsh(P[0]) > 0)
 
 
