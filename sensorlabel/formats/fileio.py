@@ -3,13 +3,43 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from sensorlabel.errors import FormatError
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def read_ahead(read: Callable[[_T], _R], items: Iterable[_T], depth: int = 3) -> Iterator[_R]:
+    """``read(item)`` for each of ``items`` in order, with up to ``depth`` reads running ahead on one thread.
+
+    An importer reads file i+1.. while it stores file i: the disk reads (and the reader's validation; numpy releases
+    the GIL in both) overlap the drive's writes instead of following them. At most ``depth`` + 1 results are held.
+    A failed read raises its exception when its item comes up, in order, as a plain loop would; closing the
+    iterator early cancels the reads not yet started.
+
+    Raises:
+        whatever ``read`` raises, at the position of the item that failed.
+    """
+    pending: list[Future] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(read, item))
+                if len(pending) > depth:
+                    yield pending.pop(0).result()
+            while pending:
+                yield pending.pop(0).result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def read_file_bytes(path: Path) -> bytes:

@@ -57,7 +57,7 @@ from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import FormatError
 from sensorlabel.formats import atomic_write_bytes
-from sensorlabel.formats.fileio import image_file_size, read_file_bytes, read_nonempty_bytes
+from sensorlabel.formats.fileio import image_file_size, read_ahead, read_file_bytes, read_nonempty_bytes
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.lie import wrap_angle
 from sensorlabel.geometry.se3 import SE3
@@ -870,11 +870,17 @@ def import_kitti_object(src: str | os.PathLike, out: str | os.PathLike, *, overw
     timestamps = np.arange(len(records), dtype=np.int64) * KITTI_FRAME_PERIOD_NS
     with Drive.create(out, name=out.name.removesuffix(".drive"), source_format="kitti-object", sensors=sensors,
                       overwrite=overwrite, metadata=metadata) as writer:
-        for i, r in enumerate(progress(records, total=len(records), desc="kitti-object")):
-            if has_velodyne and r["velodyne"].is_file():
-                writer.append_lidar_sweep("velodyne", read_kitti_velodyne(r["velodyne"]), VELODYNE_FIELDS, int(timestamps[i]))
-            if image_size is not None and r["image"].is_file():
-                writer.append_camera_image("image_02", read_nonempty_bytes(r["image"]), int(timestamps[i]))
+        def read_record(r: dict) -> tuple[np.ndarray | None, bytes | None]:
+            points = read_kitti_velodyne(r["velodyne"]) if has_velodyne and r["velodyne"].is_file() else None
+            image = read_nonempty_bytes(r["image"]) if image_size is not None and r["image"].is_file() else None
+            return points, image
+
+        contents = read_ahead(read_record, records)
+        for i, (points, image) in enumerate(progress(contents, total=len(records), desc="kitti-object")):
+            if points is not None:
+                writer.append_lidar_sweep("velodyne", points, VELODYNE_FIELDS, int(timestamps[i]))
+            if image is not None:
+                writer.append_camera_image("image_02", image, int(timestamps[i]))
         drive = writer.finalize(timestamps)
     boxes, frames = [], []
     for i, (table, calib) in enumerate(zip(tables, calibs)):
@@ -966,10 +972,12 @@ def import_kitti_tracking(src: str | os.PathLike, out: str | os.PathLike, *, ove
     timestamps = kitti_frames * KITTI_FRAME_PERIOD_NS
     with Drive.create(out, name=out.name.removesuffix(".drive"), source_format="kitti-tracking", sensors=sensors,
                       overwrite=overwrite, metadata=metadata) as writer:
-        for f, path in progress(bins.items(), total=len(bins), desc=f"velodyne {sequence}"):
-            writer.append_lidar_sweep("velodyne", read_kitti_velodyne(path), VELODYNE_FIELDS, f * KITTI_FRAME_PERIOD_NS)
-        for f, path in progress(images.items(), total=len(images), desc=f"image_02 {sequence}"):
-            writer.append_camera_image("image_02", read_nonempty_bytes(path), f * KITTI_FRAME_PERIOD_NS)
+        sweeps = read_ahead(read_kitti_velodyne, bins.values())
+        for f, points in progress(zip(bins, sweeps), total=len(bins), desc=f"velodyne {sequence}"):
+            writer.append_lidar_sweep("velodyne", points, VELODYNE_FIELDS, f * KITTI_FRAME_PERIOD_NS)
+        encoded = read_ahead(read_nonempty_bytes, images.values())
+        for f, data in progress(zip(images, encoded), total=len(images), desc=f"image_02 {sequence}"):
+            writer.append_camera_image("image_02", data, f * KITTI_FRAME_PERIOD_NS)
         if poses is not None:
             writer.write_poses(np.arange(len(poses), dtype=np.int64) * KITTI_FRAME_PERIOD_NS, poses)
         drive = writer.finalize(timestamps)
@@ -1027,13 +1035,15 @@ def import_kitti_raw(src: str | os.PathLike, out: str | os.PathLike, *, overwrit
                       metadata=metadata) as writer:
         if bins:
             ts = _raw_timestamps(src / "velodyne_points", len(bins))
-            for t, path in progress(zip(ts, bins.values()), total=len(bins), desc="velodyne"):
-                writer.append_lidar_sweep("velodyne", read_kitti_velodyne(path), VELODYNE_FIELDS, int(t))
+            sweeps = read_ahead(read_kitti_velodyne, bins.values())
+            for t, points in progress(zip(ts, sweeps), total=len(bins), desc="velodyne"):
+                writer.append_lidar_sweep("velodyne", points, VELODYNE_FIELDS, int(t))
         for name, files in cams.items():
             if files:
                 ts = _raw_timestamps(src / name, len(files))
-                for t, path in progress(zip(ts, files.values()), total=len(files), desc=name):
-                    writer.append_camera_image(name, read_nonempty_bytes(path), int(t))
+                encoded = read_ahead(read_nonempty_bytes, files.values())
+                for t, data in progress(zip(ts, encoded), total=len(files), desc=name):
+                    writer.append_camera_image(name, data, int(t))
         if poses is not None:
             writer.write_poses(*poses)
         return writer.finalize()
