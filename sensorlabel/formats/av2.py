@@ -191,6 +191,7 @@ def import_av2(src: str | os.PathLike, out: str | os.PathLike, *, overwrite: boo
     from sensorlabel.drive import Drive, SensorCalibration
     from sensorlabel.errors import SchemaError
     from sensorlabel.formats import progress
+    from sensorlabel.formats.fileio import read_ahead, read_nonempty_bytes
 
     src, out = Path(src), Path(out)
     if out.exists() and not overwrite:
@@ -225,15 +226,14 @@ def import_av2(src: str | os.PathLike, out: str | os.PathLike, *, overwrite: boo
                         "lidar_frame": "ego (points are stored in the ego frame, motion-compensated)"}}
     with Drive.create(out, name=src.name, source_format="av2", sensors=sensors, overwrite=overwrite,
                       metadata=metadata) as writer:
-        for path in progress(lidar_files, total=len(lidar_files), desc="av2 lidar"):
-            timestamp_ns, points = read_av2_lidar(path)
+        for timestamp_ns, points in progress(read_ahead(read_av2_lidar, lidar_files), total=len(lidar_files),
+                                             desc="av2 lidar"):
             writer.append_lidar_sweep("lidar", points, LIDAR_FIELDS, timestamp_ns)
         for name, files in camera_files.items():
             for path in files:
                 if not path.stem.isdigit():
                     raise FormatError(path, f"image file name is not a timestamp in ns: {path.name!r}")
-                data = path.read_bytes()
-                writer.append_camera_image(name, data, int(path.stem))
+                writer.append_camera_image(name, read_nonempty_bytes(path), int(path.stem))
         writer.write_poses(pose_ts, city_SE3_ego)
         drive = writer.finalize(frame_ts)
     if len(boxes):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -17,13 +18,40 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-def read_ahead(read: Callable[[_T], _R], items: Iterable[_T], depth: int = 3) -> Iterator[_R]:
-    """``read(item)`` for each of ``items`` in order, with up to ``depth`` reads running ahead on one thread.
+def prefetch(paths: Iterable[str | os.PathLike]) -> None:
+    """Ask the kernel to start reading ``paths`` into the page cache now (``posix_fadvise(POSIX_FADV_WILLNEED)``,
+    which returns without waiting), so that several files' disk reads are in flight at once. A hint only: a missing
+    or unreadable file, or a system without ``posix_fadvise``, is ignored (the real read reports it)."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
-    An importer reads file i+1.. while it stores file i: the disk reads (and the reader's validation; numpy releases
-    the GIL in both) overlap the drive's writes instead of following them. At most ``depth`` + 1 results are held.
-    A failed read raises its exception when its item comes up, in order, as a plain loop would; closing the
+
+def read_ahead(read: Callable[[_T], _R], items: Iterable[_T], depth: int = 4,
+               files: Callable[[_T], Iterable[str | os.PathLike]] = lambda item: (item,)) -> Iterator[_R]:
+    """``read(item)`` for each of ``items`` in order, with up to ``depth`` items read ahead.
+
+    An importer reads item i+1.. while it stores item i: when an item is queued its ``files(item)`` are
+    :func:`prefetch`-ed (the kernel reads them from the disk in the background, several at once), and one thread
+    runs ``read`` (numpy and file reads release the GIL) while the caller writes. At most ``depth`` + 1 results are
+    held. A failed read raises its exception when its item comes up, in order, as a plain loop would; closing the
     iterator early cancels the reads not yet started.
+
+    Args:
+        read: item -> result; its exceptions pass through unchanged.
+        items: the items in order (by default each is one file path).
+        depth: how many items are queued beyond the one being consumed.
+        files: item -> the file paths it will read (for the prefetch hint).
 
     Raises:
         whatever ``read`` raises, at the position of the item that failed.
@@ -32,6 +60,7 @@ def read_ahead(read: Callable[[_T], _R], items: Iterable[_T], depth: int = 3) ->
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as pool:
         try:
             for item in items:
+                prefetch(files(item))
                 pending.append(pool.submit(read, item))
                 if len(pending) > depth:
                     yield pending.pop(0).result()

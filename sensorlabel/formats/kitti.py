@@ -875,7 +875,7 @@ def import_kitti_object(src: str | os.PathLike, out: str | os.PathLike, *, overw
             image = read_nonempty_bytes(r["image"]) if image_size is not None and r["image"].is_file() else None
             return points, image
 
-        contents = read_ahead(read_record, records)
+        contents = read_ahead(read_record, records, files=lambda r: (r["velodyne"], r["image"]))
         for i, (points, image) in enumerate(progress(contents, total=len(records), desc="kitti-object")):
             if points is not None:
                 writer.append_lidar_sweep("velodyne", points, VELODYNE_FIELDS, int(timestamps[i]))

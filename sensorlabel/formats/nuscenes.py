@@ -39,7 +39,7 @@ import numpy as np
 
 from sensorlabel.errors import FormatError
 from sensorlabel.formats import atomic_write_bytes
-from sensorlabel.formats.fileio import encoded_image_size, read_json, read_nonempty_bytes
+from sensorlabel.formats.fileio import encoded_image_size, read_ahead, read_json, read_nonempty_bytes
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.se3 import SE3
 
@@ -381,8 +381,10 @@ def _import_tables(root: Path, tables_dir: Path, out: Path, overwrite: bool, sce
                              "scene_token": scene["token"], "sample_tokens": [s["token"] for s in samples]}}
     with Drive.create(out, name=str(scene.get("name", out.stem)), source_format="nuscenes", sensors=sensors,
                       overwrite=overwrite, metadata=metadata) as writer:
-        for sd, ts in progress(list(zip(lidar_sd, frame_ts)), total=len(lidar_sd), desc=lidar):
-            writer.append_lidar_sweep(lidar, read_nuscenes_lidar(root / str(sd.get("filename"))), LIDAR_FIELDS, int(ts))
+        sweep_paths = [root / str(sd.get("filename")) for sd in lidar_sd]
+        for ts, points in progress(zip(frame_ts, read_ahead(read_nuscenes_lidar, sweep_paths)), total=len(lidar_sd),
+                                   desc=lidar):
+            writer.append_lidar_sweep(lidar, points, LIDAR_FIELDS, int(ts))
         for channel in sensors:
             if channel == lidar:
                 continue

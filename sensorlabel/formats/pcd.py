@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sensorlabel.errors import FormatError
-from sensorlabel.formats.fileio import read_file_bytes
+from sensorlabel.formats.fileio import read_ahead, read_file_bytes
 from sensorlabel.formats import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -802,7 +802,8 @@ def import_pcd(
     }
     with Drive.create(out, name=name or src.name, source_format="pcd", sensors=sensors, overwrite=overwrite,
                       metadata=metadata) as writer:
-        for path, stamp in progress(list(zip(files, stamps)), desc=f"import {src.name}"):
-            points, fields = read_sweep(path, int(stamp), bin_columns)
+        sweeps = read_ahead(lambda item: read_sweep(item[0], int(item[1]), bin_columns), list(zip(files, stamps)),
+                            files=lambda item: item[:1])
+        for stamp, (points, fields) in progress(zip(stamps, sweeps), total=len(files), desc=f"import {src.name}"):
             writer.append_lidar_sweep(lidar_name, points, fields, int(stamp))
         return writer.finalize()

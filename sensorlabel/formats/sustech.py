@@ -41,7 +41,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import CalibrationError, FormatError, InvalidTransformError
-from sensorlabel.formats.fileio import encoded_image_size, read_file_bytes, read_json, read_nonempty_bytes
+from sensorlabel.formats.fileio import encoded_image_size, read_ahead, read_file_bytes, read_json, read_nonempty_bytes
 from sensorlabel.formats import atomic_write_bytes
 from sensorlabel.formats.pcd import MAX_SWEEP_SPAN_S, columns_to_lidar_points, parse_pcd_header, read_pcd_payload
 from sensorlabel.geometry.boxes import Boxes
@@ -310,8 +310,9 @@ def import_sustech(
     labels = _read_scene_labels(src / "label", stems)
     with Drive.create(out, name=name or src.name, source_format="sustech", sensors=sensors, overwrite=overwrite,
                       metadata=metadata) as writer:
-        for path, stamp in progress(list(zip(lidar_files, frame_ns)), desc=f"import {src.name}"):
-            points, fields, _ = read_sustech_pcd(path)
+        sweeps = read_ahead(read_sustech_pcd, lidar_files)
+        for stamp, (points, fields, _) in progress(zip(frame_ns, sweeps), total=len(lidar_files),
+                                                   desc=f"import {src.name}"):
             writer.append_lidar_sweep(lidar_name, points, fields, int(stamp))
         for cam_name, images in camera_files.items():
             for i, path in images:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sensorlabel.errors import FormatError
-from sensorlabel.formats.fileio import read_ahead
+from sensorlabel.formats.fileio import prefetch, read_ahead
 from sensorlabel.formats.kitti import import_kitti_tracking, read_kitti_velodyne
 
 
@@ -17,9 +17,9 @@ def test_results_in_order_and_bounded_ahead():
         started.append(i)
         return i * i
 
-    for value in read_ahead(read, range(50), depth=3):
+    for value in read_ahead(read, range(50), depth=3, files=lambda i: ()):
         # never more than depth + 1 reads submitted beyond what the loop has taken
-        assert len(started) <= len(consumed) + 3 + 1
+        assert len(started) <= len(consumed) + 3 + 1  # depth 3
         consumed.append(value)
     assert consumed == [i * i for i in range(50)] and started == list(range(50))
 
@@ -32,16 +32,24 @@ def test_error_raises_at_its_item_and_early_close_cancels():
 
     got = []
     with pytest.raises(FormatError, match="file7: bad"):
-        for value in read_ahead(read, range(20), depth=3):
+        for value in read_ahead(read, range(20), depth=3, files=lambda i: ()):
             got.append(value)
     assert got == list(range(7))  # the items before the bad one, as a plain loop gives them
 
     started = []
-    reader = read_ahead(lambda i: started.append(i) or i, range(1000), depth=2)
+    reader = read_ahead(lambda i: started.append(i) or i, range(1000), depth=2, files=lambda i: ())
     assert [next(reader) for _ in range(5)] == list(range(5))
     reader.close()
     assert len(started) <= 5 + 2  # the rest never ran
     assert not any(t.name.startswith("read-ahead") for t in threading.enumerate())
+
+
+def test_prefetch_is_a_hint_only(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"x" * 10)
+    prefetch([tmp_path / "a.bin", tmp_path / "missing.bin", tmp_path])  # no error for a missing file or a folder
+    assert list(read_ahead(lambda p: p.read_bytes(), [tmp_path / "a.bin"])) == [b"x" * 10]
+    with pytest.raises(FileNotFoundError):  # the real read reports the missing file
+        list(read_ahead(lambda p: p.read_bytes(), [tmp_path / "missing.bin"]))
 
 
 def test_tracking_import_bad_sweep_mid_sequence(shared_data, tmp_path):
