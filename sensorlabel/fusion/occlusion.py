@@ -112,6 +112,8 @@ def _depth_buffer(projection: Projection, config: OcclusionConfig, c: int | None
 
 def visible_mask(projection: Projection, config: OcclusionConfig = OcclusionConfig()) -> np.ndarray:
     """(K,) bool: which projected points pass the depth-buffer rule (see the module docstring)."""
+    import cv2
+
     if len(projection) == 0:
         return np.zeros(0, dtype=bool)
     c = config.cell_px(projection.focal_px)
@@ -125,7 +127,7 @@ def visible_mask(projection: Projection, config: OcclusionConfig = OcclusionConf
         splat_px = (config.radius_cells + 0.5) * c
         slope = np.float32(splat_px / (projection.focal_px * config.ground_height_m))
         np.multiply(d, slope, out=factor)
-        np.minimum(factor, np.float32(0.5), out=factor)
+        cv2.min(factor, 0.5, dst=factor)  # half the time of np.minimum on a CPU without AVX2 (the reference machine)
         factor += np.float32(1 + config.rel_tol)
     else:
         factor.fill(1 + config.rel_tol)
