@@ -19,10 +19,10 @@ The issue's figure is measured twice:
   clean and can be dropped): the source bytes come from the disk, as when a recorded drive is imported. The importer
   reads ahead on a thread (``formats.fileio.read_ahead``), so its disk reads overlap its writes.
 
-In both, the import writes into the page cache and does not fsync (the OS writes back later, like any file copy). Each round runs the baselines
-and the imports back to back; the reference machine is shared and its load swings by 5x within a minute, so each
-ratio is the median over rounds of the ratio *within* a round (paired), and values are medians per sweep (best and
-all raw times are in ``details``).
+In both, the import writes into the page cache and does not fsync (the OS writes back later, like any file copy).
+Each round runs the baselines and the imports back to back; the reference machine is shared and its load swings by 5x
+within a minute, so each ratio is the median over rounds of the ratio *within* a round (paired), and values are
+medians per sweep (best and all raw times are in ``details``).
 
 A second baseline bounds what any importer can reach: ``np.fromfile`` of each sweep plus a bare ``write`` of the same
 bytes into one new file in the drive's folder (no validation, no format, no metadata). An import must at least read

@@ -527,8 +527,8 @@ class _SectorIndex:
 
     Range bands are octaves of the squared horizontal range, read from the float32 exponent bits: band j >= 1 holds
     ``2^(j+2) <= x^2 + y^2 < 2^(j+3)`` (inner radius ``2^((j+2)/2)``: 2.8, 4, 5.7, 8, 11, 16 ... m), band 0 everything
-    closer than 2.8 m (it goes to every camera) and the last band everything beyond. Azimuth bins are ``2 pi / BINS`` wide,
-    counted counter-clockwise from the reference frame's x axis.
+    closer than 2.8 m (it goes to every camera) and the last band everything beyond. Azimuth bins are ``2 pi / BINS``
+    wide, counted counter-clockwise from the reference frame's x axis.
 
     A camera whose index ranges hold at most ``MAX_SCAN_FRACTION`` of the cloud (the usual case for a cloud in firing
     order) skips the look-up: it projects its ranges whole, as contiguous slices of the homogeneous rows (no gather),
@@ -859,11 +859,12 @@ def _project_fisheye(camera: FisheyeCamera, rows: np.ndarray) -> tuple[np.ndarra
         theta_d = theta * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))
         inv_z = np.divide(f32(1.0), np.where(z > NEAR_M, z, f32(1.0)))
         scale = np.where(r > 1e-12, theta_d / np.maximum(r, f32(1e-12)), inv_z)
+        k = _constants(camera)
         uv = np.stack([x * scale, y * scale])
-        uv *= _constants(camera).focal
+        uv *= k.focal
         ok = (z > NEAR_M) & (theta <= camera.max_theta_rad)
-        inside = uv >= _constants(camera).image_lo_rel
-        inside &= uv <= _constants(camera).image_hi_rel
+        inside = uv >= k.image_lo_rel
+        inside &= uv <= k.image_hi_rel
         ok &= inside[0]
         ok &= inside[1]
     return uv, ok
@@ -969,7 +970,7 @@ def _project_view(xyz1: np.ndarray, cand: _Candidates | None, view: CameraView, 
         # image (relaxed by the rolling-shutter margin), then iterate the row time on the rest.
         x, y, z = rows
         keep = z > 0.5 * NEAR_M
-        bounds = constants.bounds[_CULL_MARGIN_ROLLING]
+        bounds = _cull_bounds(cam, _CULL_MARGIN_ROLLING)
         if bounds is not None:
             x_lo, x_hi, y_lo, y_hi = (np.float32(b) for b in bounds)
             keep &= (x >= x_lo * z) & (x <= x_hi * z) & (y >= y_lo * z) & (y <= y_hi * z)
