@@ -4,7 +4,7 @@ The rule (a z-buffer splat on a coarse grid):
 
 1. The image is cut into square cells of ``cell_px = max(1, round(focal_px * cell_deg))`` pixels (an angular size,
    so the rule behaves the same on a 640 px and a 1600 px camera). Each cell records the smallest depth of the points
-   that land in it (``np.minimum.at``, one pass, no sorting).
+   that land in it (one pass of a compiled kernel, no sorting).
 2. That buffer is eroded (a min filter, ``cv2.erode``) over a ``(2r+1) x (2r+1)`` cell window: every point is a splat
    of radius about ``(r + 0.5) * cell_px`` pixels. Lidar returns are sparse in the image; without the splat, points
    on a wall behind a car show through the gaps between the car's own returns.
@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from sensorlabel.fusion import kernels
 from sensorlabel.fusion.projection import _SCRATCH, Projection
 
 
@@ -71,8 +72,8 @@ def depth_buffer(projection: Projection, config: OcclusionConfig = OcclusionConf
 
 def _depth_buffer(projection: Projection, config: OcclusionConfig, c: int | None = None,
                   point_rows_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The eroded buffer and the (K,) flat cell index of every point; ``c`` is ``config.cell_px(focal)`` when the
-    caller has it.
+    """The eroded buffer and the (K,) int64 flat cell index of every point; ``c`` is ``config.cell_px(focal)`` when
+    the caller has it.
 
     The buffer has one spare row and column, so that a point on the far image border (u = W - 0.5 with W a multiple
     of the cell) needs no clamping; the caller crops it. With ``point_rows_only`` only the buffer rows between the
@@ -86,19 +87,11 @@ def _depth_buffer(projection: Projection, config: OcclusionConfig, c: int | None
         c = config.cell_px(projection.focal_px)
     rows, cols = projection.height_px // c + 1, projection.width_px // c + 1
     k = len(projection)
-    # (u, v) + 0.5 over c, truncated: uv >= -0.5 inside the image, so this is floor. Then v_cell * cols + u_cell as
-    # one float32 product (integers below 2^24: exact) and one cast to intp (ufunc.at and take would otherwise
-    # convert the indices first).
-    scaled = np.add(projection.uv_px, np.float32(0.5), out=_SCRATCH.get("occ_scaled", (k, 2), np.float32))
-    scaled *= np.float32(1.0 / c)
-    np.trunc(scaled, out=scaled)
-    cell_f = np.matmul(scaled, np.array([1.0, cols], dtype=np.float32), out=_SCRATCH.get("occ_cell_f", k, np.float32))
-    cell = _SCRATCH.get("occ_cell", k, np.intp)
-    np.copyto(cell, cell_f, casting="unsafe")
-    r0, r1 = (int(cell.min()) // cols, int(cell.max()) // cols + 1) if point_rows_only and k else (0, rows)
+    cell = _SCRATCH.get("occ_cell", k, np.int64)
     zbuf = _SCRATCH.get("occ_zbuf", (rows, cols), np.float32)
-    zbuf[r0:r1].fill(np.inf)
-    np.minimum.at(zbuf.reshape(-1), cell, projection.depth_m.astype(np.float32, copy=False))
+    r0, r1 = kernels.depth_cells(np.ascontiguousarray(projection.uv_px, dtype=np.float32),
+                                 np.ascontiguousarray(projection.depth_m, dtype=np.float32), np.float32(1.0 / c),
+                                 cols, zbuf, cell, point_rows_only)
     if config.radius_cells > 0:
         size = 2 * config.radius_cells + 1
         eroded = _SCRATCH.get("occ_eroded", (rows, cols), np.float32)
@@ -112,28 +105,19 @@ def _depth_buffer(projection: Projection, config: OcclusionConfig, c: int | None
 
 def visible_mask(projection: Projection, config: OcclusionConfig = OcclusionConfig()) -> np.ndarray:
     """(K,) bool: which projected points pass the depth-buffer rule (see the module docstring)."""
-    import cv2
-
     if len(projection) == 0:
         return np.zeros(0, dtype=bool)
     c = config.cell_px(projection.focal_px)
     zbuf, cell = _depth_buffer(projection, config, c, point_rows_only=True)
-    k = len(projection)
-    z_min = np.take(zbuf.reshape(-1), cell, out=_SCRATCH.get("occ_zmin", k, np.float32))
-    d = projection.depth_m
     # d <= z_min * (1 + rel_tol + min(d * slope, 0.5)) + abs_tol
-    factor = _SCRATCH.get("occ_factor", k, np.float32)
+    slope = 0.0
     if config.ground_height_m > 0:
         splat_px = (config.radius_cells + 0.5) * c
-        slope = np.float32(splat_px / (projection.focal_px * config.ground_height_m))
-        np.multiply(d, slope, out=factor)
-        cv2.min(factor, 0.5, dst=factor)  # half the time of np.minimum on a CPU without AVX2 (the reference machine)
-        factor += np.float32(1 + config.rel_tol)
-    else:
-        factor.fill(1 + config.rel_tol)
-    z_min *= factor
-    z_min += np.float32(config.abs_tol_m)
-    return d <= z_min
+        slope = splat_px / (projection.focal_px * config.ground_height_m)
+    out = np.empty(len(projection), dtype=bool)
+    kernels.visible_by_depth(np.ascontiguousarray(projection.depth_m, dtype=np.float32), cell, zbuf.reshape(-1),
+                             np.float32(slope), np.float32(1 + config.rel_tol), np.float32(config.abs_tol_m), out)
+    return out
 
 
 def visible_points(projection: Projection, config: OcclusionConfig = OcclusionConfig()) -> Projection:

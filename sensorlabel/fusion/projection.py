@@ -52,7 +52,6 @@ by roughly ``speed * readout / depth``, so two iterations are well below 0.01 px
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import math
@@ -62,6 +61,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sensorlabel.fusion import kernels
 from sensorlabel.geometry.camera import NEAR_M, CameraModel, FisheyeCamera
 from sensorlabel.geometry.se3 import SE3
 
@@ -225,17 +225,19 @@ def _homogeneous_rows(points: np.ndarray) -> np.ndarray:
     return out
 
 
-def _transpose_into(rows: np.ndarray, out: np.ndarray) -> None:
-    """Copy (3,N) rows into the contiguous (3,N) float32 ``out``. Rows that are the transpose of (N,3) float32 point
-    records (a point cloud's xyz columns) go through OpenCV's blocked transpose, ~25 % faster than numpy's strided
-    copy."""
-    if rows.dtype == np.float32 and rows.strides[0] == 4 and rows.strides[1] >= 12 and rows.shape[1]:
-        import cv2
+def _flat_records(points: np.ndarray) -> tuple[np.ndarray, int]:
+    """(N,>=3) points as one flat float32 array and a record stride: point j is ``flat[stride * j + 0..2]``.
 
-        done = cv2.transpose(rows.T, dst=out)
-        if np.may_share_memory(done, out):
-            return
-    np.copyto(out, rows)
+    Float32 rows of a wider record (a sweep's ``xyz_sensor``, the first columns of its point records) are read in
+    place: the flat view runs from the first point's x to the last point's z, all inside the memory the points span.
+    Anything else is copied into (N,3) float32 records.
+    """
+    n = len(points)
+    row_bytes, col_bytes = points.strides if points.ndim == 2 else (0, 0)
+    if points.dtype == np.float32 and col_bytes == 4 and row_bytes >= 12 and row_bytes % 4 == 0 and n:
+        stride = row_bytes // 4
+        return np.lib.stride_tricks.as_strided(points, shape=((n - 1) * stride + 3,), strides=(4,)), stride
+    return np.ascontiguousarray(points[:, :3], dtype=np.float32).reshape(-1), 3
 
 
 def _knot_times(t_min_ns: int, t_max_ns: int, knot_spacing_ns: int) -> np.ndarray:
@@ -255,9 +257,8 @@ class _PoseTrack:
     ``knot_spacing_ns`` apart, and interpolated linearly between them (see the module docstring). With ``M_k`` the
     3x4 affine map at knot k and ``s = t - t_o`` the time since the middle knot ``t_o``, the map of interval k is
     affine in ``s``: ``M_k + (t - t_k) / L_k (M_{k+1} - M_k) = A_k + s B_k`` with ``B_k = (M_{k+1} - M_k) / L_k`` and
-    ``A_k = M_k - (t_k - t_o) B_k`` (float64, then float32). A point is staged once as the 8 rows
-    ``[x; y; z; 1; s x; s y; s z; s]`` and each interval is one BLAS product of its (3,8) ``[A_k | B_k]`` with its
-    columns. ``s`` is rounded to float32 (relative 6e-8: a few ns over a 100 ms sweep); the middle knot as origin
+    ``A_k = M_k - (t_k - t_o) B_k`` (float64, then float32), kept as the (3,8) ``[A_k | B_k]`` of each interval; a
+    compiled pass maps each point with its interval's weights (:func:`kernels.pose_track`). ``s`` is rounded to float32 (relative 6e-8: a few ns over a 100 ms sweep); the middle knot as origin
     halves the terms ``A_k p`` and ``s B_k p`` that cancel: on the 120k-point benchmark sweep the result is within
     1.9e-5 m of a float64 evaluation of the same interpolation (rms 6e-7 m).
     """
@@ -278,49 +279,29 @@ class _PoseTrack:
 
     def apply(self, points: np.ndarray, times_ns: np.ndarray, out: np.ndarray | None = None,
               in_order: bool | None = None) -> np.ndarray:
-        """Map (3,N) float32 points (any strides, e.g. the transpose of the first columns of a wider point record)
-        with the transform at each point's (N,) int64 time.
-
-        The points are staged in a scratch buffer as the 8 rows of the class docstring (contiguous rows for BLAS),
-        in time order: as they come when the times are non-decreasing (firing order), else grouped by knot interval
-        with one radix sort (stable argsort of 16-bit keys) and scattered back at the end.
+        """Map (N,>=3) points (x y z in the first columns, e.g. a sweep's point records) with the transform at each
+        point's (N,) int64 time, in one compiled pass (:mod:`sensorlabel.fusion.kernels`).
 
         Args:
-            out: (3,N) or (4,N) float32 with contiguous rows, not overlapping ``points``.
+            out: (3,N) or (4,N) float32.
             in_order: whether the times are non-decreasing, when the caller knows (else it is checked).
 
         Returns:
             (3,N) float32 (or ``out`` (4,N) with the fourth row set to 1), written into ``out`` when given.
         """
         times = np.asarray(times_ns, dtype=np.int64)
-        n = points.shape[1]
+        n = len(points)
         if out is None:
             out = np.empty((3, n), dtype=np.float32)
         if n == 0:
             return out
         if in_order is None:
             in_order = not np.any(times[1:] < times[:-1])
-        stage = _SCRATCH.get("track_stage", (8, n), np.float32)
-        if in_order:
-            order = None
-            _transpose_into(points, stage[:3])
-            bounds = np.searchsorted(times, self.knots_ns[1:-1]).tolist()
+        if not in_order:
+            kernels.pose_track_any_order(points, times, self.knots_ns, self.weights, self.origin_ns, out)
         else:
-            seg = np.searchsorted(self.knots_ns[1:-1], times, side="right")
-            seg = seg.astype(np.int16 if self.n_seg < 2 ** 15 else np.int32)
-            order = np.argsort(seg, kind="stable")
-            np.take(points, order, axis=1, out=stage[:3])
-            times = np.take(times, order)
-            bounds = np.searchsorted(seg[order], np.arange(1, self.n_seg)).tolist()
-        stage[3] = 1.0
-        np.subtract(times, self.origin_ns, out=stage[7], casting="unsafe")
-        np.multiply(stage[:3], stage[7], out=stage[4:7])
-        target = out[:3] if order is None else _SCRATCH.get("track_sorted", (3, n), np.float32)
-        for k, (s, e) in enumerate(zip([0] + bounds, bounds + [n])):
-            if e > s:
-                np.matmul(self.weights[k], stage[:, s:e], out=target[:, s:e])
-        if order is not None:
-            out[:3, order] = target
+            flat, stride = _flat_records(points)
+            kernels.pose_track_in_order(flat, stride, times, self.knots_ns, self.weights, self.origin_ns, out)
         if len(out) == 4:
             out[3] = 1.0
         return out
@@ -384,8 +365,8 @@ def _compensate_into(pts: np.ndarray, times: np.ndarray, span: tuple[int, int, b
     ``span`` as :func:`_sweep_times` gives it."""
     p = len(pts)
     ref_SE3_world = _call_pose(world_SE3_ego, np.array([int(reference_ns)]))[0].inverse()
-    rows = pts[:, :3].astype(np.float32, copy=False).T
     if span is None:
+        rows = pts[:, :3].astype(np.float32, copy=False).T
         t = int(times) if times.ndim == 0 else (int(times[0]) if p else int(reference_ns))
         ref_SE3_lidar = ref_SE3_world.compose(_call_pose(world_SE3_ego, np.array([t]))[0]).compose(ego_SE3_lidar)
         affine = _affine(ref_SE3_lidar)
@@ -394,7 +375,7 @@ def _compensate_into(pts: np.ndarray, times: np.ndarray, span: tuple[int, int, b
         out[3] = 1.0
         return out
     track = _PoseTrack(world_SE3_ego, span[0], span[1], ref_SE3_world, ego_SE3_lidar, knot_spacing_ns)
-    return track.apply(rows, times, out=out, in_order=span[2])
+    return track.apply(pts, times, out=out, in_order=span[2])
 
 
 def compensate_points(
@@ -474,7 +455,8 @@ def _jacobian_safe_r2(camera: CameraModel) -> float:
 
 
 class _CameraConstants:
-    """Per-camera constants of the projection kernels (float32 coefficients, cull bounds, domain limits)."""
+    """Per-camera constants of the projection kernels (cull bounds, domain limits; ``kernel``: the constant vector of
+    the compiled pinhole kernels, None for a fisheye)."""
 
     def __init__(self, camera: CameraModel):
         f32 = np.float32
@@ -487,17 +469,13 @@ class _CameraConstants:
         self.bounds = {margin: _normalised_bounds(camera, margin) for margin in (_CULL_MARGIN, _CULL_MARGIN_ROLLING)}
         if isinstance(camera, FisheyeCamera):
             self.r2_max = self.r2_safe = math.inf
+            self.kernel = None
         else:
             self.r2_max = float(camera.max_normalised_radius2)
             self.r2_safe = _jacobian_safe_r2(camera)
-            k1, k2, p1, p2, k3 = (float(c) for c in camera.distortion)
-            self.radial = [k for k in (k3, k2, k1)]
-            while self.radial and self.radial[0] == 0.0:  # Horner from the highest non-zero term
-                self.radial.pop(0)
-            self.tangential = (p1, p2) if (p1 != 0.0 or p2 != 0.0) else None
-            self.tangential_row = np.array([[2 * p2, 2 * p1]], dtype=f32)
-            self.pixel_map = np.array([[camera.fx_px, 0.0, camera.fx_px * p2], [0.0, camera.fy_px, camera.fy_px * p1]],
-                                      dtype=f32)
+            self.kernel = kernels.pinhole_constants(camera.fx_px, camera.fy_px, camera.cx_px, camera.cy_px,
+                                                    camera.distortion, NEAR_M, self.r2_max, self.r2_safe,
+                                                    camera.width_px, camera.height_px)
 
 
 _CONSTANTS_CACHE: dict[int, tuple] = {}
@@ -563,8 +541,9 @@ class _SectorIndex:
         az = cv2.phase(x, y, angle=tmp).reshape(-1)
         az *= np.float32(self.BINS / (2 * np.pi))
         abin = _SCRATCH.get("sector_bin", n, np.int32)
-        np.copyto(abin, az, casting="unsafe")
-        np.clip(abin, 0, self.BINS - 1, out=abin)  # NaN coordinates give garbage bins; keep them in the table
+        with np.errstate(invalid="ignore"):  # NaN coordinates give garbage bins; the clip keeps them in the table
+            np.copyto(abin, az, casting="unsafe")
+        np.clip(abin, 0, self.BINS - 1, out=abin)
         self._r2, self._abin, self._key = r2, abin, None
         self.near = np.flatnonzero(r2 < np.float32(8.0))  # band 0
         inner_m = [2.0 ** ((j + 2) / 2.0) for j in range(1, self.BANDS)]
@@ -715,24 +694,21 @@ class _SectorIndex:
             out.append([(0, n)] if whole[c] else merged)
         return out
 
-    def candidates(self, cells: tuple[tuple, list[tuple[int, int]], np.ndarray] | None, xyz1: np.ndarray
-                   ) -> _Candidates | None:
+    def candidates(self, cells: tuple[tuple, list[tuple[int, int]], np.ndarray] | None) -> _Candidates | None:
         """Every point of a camera's cells (from :meth:`tables`), each once, or None for all.
 
         Args:
             cells: the camera's entry of :meth:`tables`.
-            xyz1: (4,P) float32 homogeneous coordinates of the cloud, rows ``[x; y; z; 1]``.
 
         Returns:
-            A superset of the points of the cells (see the class docstring): their columns of ``xyz1`` and cloud
-            indices.
+            A superset of the points of the cells (see the class docstring), as index ranges and single indices.
         """
         if cells is None:
             return None
         table_args, ranges, extra = cells
         if sum(e - s for s, e in ranges) <= self.MAX_SCAN_FRACTION * self.num_points:
-            return _Candidates([xyz1[:, s:e] for s, e in ranges] + [np.take(xyz1, extra, axis=1)],
-                               np.array([s for s, _ in ranges], dtype=np.intp), extra)
+            bounds = np.array(ranges, dtype=np.int64).reshape(-1, 2)
+            return _Candidates(bounds[:, 0], bounds[:, 1], extra)
         key = self._keys()
         table = self._table(*table_args)
         parts = []
@@ -745,30 +721,38 @@ class _SectorIndex:
             parts.append(found)
         parts.append(self.near)
         total = sum(len(part) for part in parts)
-        idx = np.concatenate(parts, out=_SCRATCH.get("sector_candidates", total, np.intp))
-        return _Candidates([np.take(xyz1, idx, axis=1, out=_SCRATCH.get("cam_gather", (4, total), np.float32))],
-                           np.zeros(0, dtype=np.intp), idx)
+        no_ranges = np.zeros(0, dtype=np.int64)
+        return _Candidates(no_ranges, no_ranges,
+                           np.concatenate(parts, out=_SCRATCH.get("sector_candidates", total, np.intp)))
 
 
 class _Candidates:
-    """A camera's candidate points: their homogeneous coordinates in blocks and the cloud index of every point.
+    """A camera's candidate points: index ranges of the cloud, then single columns.
 
     Attributes:
-        blocks: (4,M_i) float32 column blocks, in order; the first ``len(starts)`` are slices of the cloud (no
-            gather), the last holds the columns of ``indices``.
-        starts: (S,) intp cloud index of the first column of each slice.
-        indices: (Q,) intp cloud indices of the columns of the last block.
+        starts, ends: (S,) int64 ranges ``[starts[i], ends[i])`` of cloud indices, in order.
+        indices: (Q,) intp cloud indices of further single points.
     """
 
-    def __init__(self, blocks: list[np.ndarray], starts: np.ndarray, indices: np.ndarray):
-        self.blocks, self.starts, self.indices = blocks, starts, indices
+    def __init__(self, starts: np.ndarray, ends: np.ndarray, indices: np.ndarray):
+        self.starts, self.ends, self.indices = starts, ends, indices
+
+    def __len__(self) -> int:
+        return int((self.ends - self.starts).sum()) + len(self.indices)
+
+    def blocks(self, xyz1: np.ndarray) -> list[np.ndarray]:
+        """The candidates' columns of the (4,P) cloud ``xyz1`` as (4,M_i) blocks: a slice per range (no gather),
+        then the single points gathered into a scratch buffer."""
+        gathered = np.take(xyz1, self.indices, axis=1,
+                           out=_SCRATCH.get("cam_gather", (xyz1.shape[0], len(self.indices)), xyz1.dtype))
+        return [xyz1[:, s:e] for s, e in zip(self.starts.tolist(), self.ends.tolist())] + [gathered]
 
     def cloud_index(self, local: np.ndarray) -> np.ndarray:
-        """(K,) intp cloud indices of the increasing (K,) intp positions ``local`` in the concatenated blocks,
-        computed in place in ``local`` where it can be (slices: one offset per slice)."""
+        """(K,) intp cloud indices of the increasing (K,) intp positions ``local`` in the concatenated
+        :meth:`blocks`, computed in place in ``local`` where it can be (ranges: one offset per range)."""
         if len(self.starts) == 0:
             return np.take(self.indices, local)
-        lengths = [block.shape[1] for block in self.blocks[:len(self.starts)]]
+        lengths = (self.ends - self.starts).tolist()
         ends = list(itertools.accumulate(lengths))
         cuts = np.searchsorted(local, ends).tolist()
         first = 0
@@ -782,68 +766,21 @@ class _Candidates:
         return local
 
 
-def _project_xyz(camera: CameraModel, rows: np.ndarray, scratch: bool = False, quiet: bool = False
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _project_xyz(camera: CameraModel, rows: np.ndarray, scratch: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The camera model's projection of (3,N) float32 camera-frame rows ``[x; y; z]``, in float32: the pixel
     coordinates *relative to the principal point* (2,N) (add ``_constants(camera).centre`` for pixels) and valid (N,).
 
     Same formulas and validity rule as the model's ``project`` (front of the near plane, inside the distortion
-    model's one-to-one domain, inside the image); ``tests/fusion`` checks that the two agree. The pinhole's
-    Jacobian-determinant rule is exact: it is evaluated only beyond the radius within which it provably holds
-    (:func:`_jacobian_safe_r2`). Points that are not valid get arbitrary coordinates. Zero distortion terms are
-    skipped; two-row arrays and in-place ufuncs keep the number of passes over memory low, and leaving the principal
-    point out saves two more (the image bounds are compared relative to it; the caller adds it while it copies the
-    coordinates anyway). With ``scratch`` the float arrays (the result included) live in this thread's scratch
-    buffers, valid until the next such call. ``quiet``: the caller already ignores floating-point errors
-    (``np.errstate(**_QUIET_FP)``; it saves entering that context once per camera).
+    model's one-to-one domain, inside the image); ``tests/fusion`` checks that the two agree. A pinhole goes through
+    the compiled kernel (:func:`kernels.project_pinhole_rows`). Points that are not valid get arbitrary coordinates.
+    With ``scratch`` the coordinates live in this thread's scratch buffer, valid until the next such call.
     """
     if isinstance(camera, FisheyeCamera):
         return _project_fisheye(camera, rows)
-    k = _constants(camera)
     n = rows.shape[1]
-    f32 = np.float32
-    z = rows[2]
-
-    def buffer(name: str, shape) -> np.ndarray:
-        return _SCRATCH.get(name, shape, f32) if scratch else np.empty(shape, dtype=f32)
-
-    with contextlib.nullcontext() if quiet else np.errstate(**_QUIET_FP):
-        xyr = buffer("proj_xyr", (3, n))  # normalised (then radially scaled) coordinates and r^2
-        xy, r2 = xyr[:2], xyr[2]
-        np.divide(rows[:2], z, out=xy)
-        work = np.multiply(xy, xy, out=buffer("proj_work", (2, n)))
-        np.add(work[0], work[1], out=r2)
-        valid = np.greater(z, f32(NEAR_M))
-        valid &= r2 <= f32(k.r2_max)
-        if k.r2_safe < k.r2_max:
-            far = np.flatnonzero(valid & (r2 > f32(k.r2_safe)))
-            if len(far):
-                j00, j01, j11 = camera._jacobian(xy[:, far].T.astype(np.float64))
-                valid[far[j00 * j11 - j01 * j01 <= 0.0625]] = False
-        scale = None
-        if k.radial:
-            scale = np.multiply(r2, f32(k.radial[0]), out=buffer("proj_scale", n))
-            for c in k.radial[1:]:
-                scale += f32(c)
-                scale *= r2
-            scale += f32(1.0)
-        if k.tangential is not None:
-            # xd = x (radial + 2 p1 y + 2 p2 x) + p2 r2 ;  yd = y (radial + 2 p1 y + 2 p2 x) + p1 r2: the
-            # 2 p1 y + 2 p2 x term is one BLAS row product, the p r2 terms go into the pixel map below.
-            if scale is None:
-                scale = buffer("proj_scale", n)
-                scale.fill(1.0)
-            scale += np.matmul(k.tangential_row, xy, out=work[1:])[0]
-        if scale is not None:
-            xy *= scale
-        # Pixels minus the principal point: [[fx, 0, fx p2], [0, fy, fy p1]] @ [xd'; yd'; r2], one BLAS product.
-        uv = np.matmul(k.pixel_map, xyr, out=buffer("proj_uv", (2, n)))
-        inside = np.greater_equal(uv, k.image_lo_rel)
-        valid &= inside[0]
-        valid &= inside[1]
-        np.less_equal(uv, k.image_hi_rel, out=inside)
-        valid &= inside[0]
-        valid &= inside[1]
+    uv = _SCRATCH.get("proj_uv", (2, n), np.float32) if scratch else np.empty((2, n), dtype=np.float32)
+    valid = np.empty(n, dtype=bool)
+    kernels.project_pinhole_rows(rows, _constants(camera).kernel, uv, valid)
     return uv, valid
 
 
@@ -963,49 +900,75 @@ def _project_view(xyz1: np.ndarray, cand: _Candidates | None, view: CameraView, 
     num_points = xyz1.shape[1]
     cam = view.camera
     constants = _constants(cam)
-    rolling = view.readout_s > 0
-    rows = _transform([xyz1] if cand is None else cand.blocks, cam_affine_ref)  # (3,M) camera frame
-    if rolling:
-        # The row poses move points by centimetres: cull on depth and on the normalised-coordinate bounds of the
-        # image (relaxed by the rolling-shutter margin), then iterate the row time on the rest.
-        x, y, z = rows
-        keep = z > 0.5 * NEAR_M
-        bounds = _cull_bounds(cam, _CULL_MARGIN_ROLLING)
-        if bounds is not None:
-            x_lo, x_hi, y_lo, y_hi = (np.float32(b) for b in bounds)
-            keep &= (x >= x_lo * z) & (x <= x_hi * z) & (y >= y_lo * z) & (y <= y_hi * z)
-        keep = np.flatnonzero(keep)
-        idx = keep if cand is None else cand.cloud_index(keep.copy())
-        sub = np.take(xyz1[:3], idx, axis=1)
-        rows = np.take(rows, keep, axis=1)
-    uv_rel, valid = _project_xyz(cam, rows, scratch=True, quiet=True)
-    cx, cy = constants.centre[0, 0], constants.centre[1, 0]
-    if rolling and len(idx):
+    if cand is None:
+        cand = _Candidates(np.array([0], dtype=np.int64), np.array([num_points], dtype=np.int64),
+                           np.zeros(0, dtype=np.intp))
+    if view.readout_s > 0:
+        point_index, uv, depth = _project_rolling(xyz1, cand, view, cam_affine_ref, ref_pose, world_SE3_ego,
+                                                  rolling_iterations, knot_spacing_ns)
+    elif constants.kernel is not None:
+        # Global-shutter pinhole: one compiled pass (map, project, test, store what projects).
+        m = len(cand)
+        point_index = np.empty(m, dtype=np.int64)
+        uv = np.empty((m, 2), dtype=np.float32)
+        depth = np.empty(m, dtype=np.float32)
+        k = kernels.project_candidates(xyz1, cand.starts, cand.ends, cand.indices, cam_affine_ref, constants.kernel,
+                                       point_index, uv, depth)
+        point_index, uv, depth = point_index[:k], uv[:k], depth[:k]
+    else:
+        rows = _transform(cand.blocks(xyz1), cam_affine_ref)  # (3,M) camera frame
+        uv_rel, valid = _project_xyz(cam, rows, scratch=True)
+        uv = _pixels(uv_rel, valid, constants)
+        depth = rows[2][valid]
+        point_index = cand.cloud_index(np.flatnonzero(valid))
+    return Projection(view.name, num_points, point_index.astype(np.int64, copy=False), uv, depth,
+                      cam.width_px, cam.height_px, float(cam.fy_px))
+
+
+def _pixels(uv_rel: np.ndarray, valid: np.ndarray, constants: _CameraConstants) -> np.ndarray:
+    """(K,2) float32 pixels of the valid columns of (2,N) ``uv_rel`` (relative to the principal point): interleaved
+    first, adding the principal point (two strided passes into a cached buffer), then one boolean compaction of
+    8-byte items."""
+    uv_all = _SCRATCH.get("cam_uv", (uv_rel.shape[1], 2), np.float32)
+    np.add(uv_rel[0], constants.centre[0, 0], out=uv_all[:, 0])
+    np.add(uv_rel[1], constants.centre[1, 0], out=uv_all[:, 1])
+    return _compact_uv(uv_all, valid)
+
+
+def _project_rolling(xyz1: np.ndarray, cand: _Candidates, view: CameraView, cam_affine_ref: np.ndarray,
+                     ref_pose: SE3, world_SE3_ego: PoseFn, rolling_iterations: int, knot_spacing_ns: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_project_view` of a rolling-shutter camera: (K,) cloud indices, (K,2) pixels, (K,) depths."""
+    cam = view.camera
+    constants = _constants(cam)
+    rows = _transform(cand.blocks(xyz1), cam_affine_ref)  # (3,M) camera frame at the middle row's time
+    # The row poses move points by centimetres: cull on depth and on the normalised-coordinate bounds of the image
+    # (relaxed by the rolling-shutter margin), then iterate the row time on the rest.
+    x, y, z = rows
+    keep = z > 0.5 * NEAR_M
+    bounds = _cull_bounds(cam, _CULL_MARGIN_ROLLING)
+    if bounds is not None:
+        x_lo, x_hi, y_lo, y_hi = (np.float32(b) for b in bounds)
+        keep &= (x >= x_lo * z) & (x <= x_hi * z) & (y >= y_lo * z) & (y <= y_hi * z)
+    keep = np.flatnonzero(keep)
+    idx = cand.cloud_index(keep.copy())
+    sub = np.take(xyz1[:3], idx, axis=1).T  # (K,3) points in the reference frame
+    rows = np.take(rows, keep, axis=1)
+    uv_rel, valid = _project_xyz(cam, rows, scratch=True)
+    if len(idx):
         t_first, t_last = _rolling_span(view)
         t_mid = int(view.timestamp_ns)
         # cam(t)_SE3_ref over the readout: cam_SE3_ego . inverse(ref_SE3_world . world_SE3_ego(t)).
         track = _PoseTrack(world_SE3_ego, t_first, t_last, ref_pose.inverse(), view.cam_SE3_ego.inverse(),
                            knot_spacing_ns, invert=True)
         h = cam.height_px
+        cy = constants.centre[1, 0]
         for _ in range(max(int(rolling_iterations), 1)):
             row = np.clip(uv_rel[1] + cy, 0.0, h - 1.0)
             t_row = t_mid + np.round(view.readout_s * 1e9 * (row / max(h - 1, 1) - 0.5)).astype(np.int64)
             rows = track.apply(sub, t_row)
-            uv_rel, valid = _project_xyz(cam, rows, scratch=True, quiet=True)
-    keep = np.flatnonzero(valid)
-    # Interleave first, adding the principal point (two strided passes into a cached buffer), then one boolean
-    # compaction of 8-byte items.
-    uv_all = _SCRATCH.get("cam_uv", (rows.shape[1], 2), np.float32)
-    np.add(uv_rel[0], cx, out=uv_all[:, 0])
-    np.add(uv_rel[1], cy, out=uv_all[:, 1])
-    uv = _compact_uv(uv_all, valid)
-    depth = rows[2][valid]
-    if rolling:
-        point_index = np.take(idx, keep)
-    else:
-        point_index = keep if cand is None else cand.cloud_index(keep)  # keep is not needed any more
-    return Projection(view.name, num_points, point_index.astype(np.int64, copy=False), uv, depth,
-                      cam.width_px, cam.height_px, float(cam.fy_px))
+            uv_rel, valid = _project_xyz(cam, rows, scratch=True)
+    return np.take(idx, np.flatnonzero(valid)), _pixels(uv_rel, valid, constants), rows[2][valid]
 
 
 def project_sweep(
@@ -1053,7 +1016,7 @@ def project_sweep(
         index, cells = None, [None] * len(views)
     affines = _affine(cam_SE3_ref)  # (C,3,4), all cameras at once
     with np.errstate(**_QUIET_FP):
-        projections = [_project_view(xyz1, None if index is None else index.candidates(c, xyz1), v, affines[i],
+        projections = [_project_view(xyz1, None if index is None else index.candidates(c), v, affines[i],
                                      ref_pose, world_SE3_ego, rolling_iterations, knot_spacing_ns)
                        for i, (v, c) in enumerate(zip(views, cells))]
     return xyz1[:3].T, projections

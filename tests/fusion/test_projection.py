@@ -217,3 +217,54 @@ def test_compensation_matches_each_points_own_pose_in_any_order() -> None:
     uv, ok = PINHOLE.project(cam_SE3_ref.transform_points(truth[rolling.point_index]))
     assert ok.mean() > 0.99
     assert np.abs(uv[ok] - rolling.uv_px[ok]).max() < 0.02  # 35 px off with the middle-row pose only
+
+
+@pytest.mark.parametrize("width", [3, 4, 6, 9])
+def test_compensation_reads_point_records_of_any_width_alike(width: int) -> None:
+    """The compiled pose track reads x y z in place from wider float32 point records (a sweep's ``xyz_sensor``) with
+    a loop per record width; every width, a float64 copy and a shuffled order give the same points."""
+    rng = np.random.default_rng(11)
+    n = 30000
+    records = rng.uniform(-50.0, 50.0, size=(n, width)).astype(np.float32)
+    times = np.sort(rng.integers(0, 100_000_000, n))
+
+    def pose(t):
+        s = (np.asarray(t, np.int64) * 1e-9).reshape(-1)
+        return SE3.from_yaw(0.3 * s, np.column_stack([12.0 * s, 0.5 * s, 0.0 * s]))
+
+    lidar = SE3.from_yaw(0.1, np.array([1.0, 0.0, 1.8]))
+    got = compensate_points(records[:, :3], times, lidar, pose, 50_000_000)
+    contiguous = compensate_points(np.ascontiguousarray(records[:, :3]), times, lidar, pose, 50_000_000)
+    as_float64 = compensate_points(records[:, :3].astype(np.float64), times, lidar, pose, 50_000_000)
+    assert np.array_equal(got, contiguous) and np.array_equal(got, as_float64)
+    truth = pose(np.array([50_000_000]))[0].inverse().compose(pose(times)).compose(lidar).transform_points(
+        records[:, :3].astype(np.float64))
+    assert np.abs(got - truth).max() < 1e-4
+    perm = rng.permutation(n)
+    shuffled = compensate_points(records[perm, :3], times[perm], lidar, pose, 50_000_000)
+    assert np.abs(shuffled - got[perm]).max() < 1e-5
+
+
+def test_nan_points_never_project_and_leave_the_others_alone() -> None:
+    """NaN coordinates (a dropped return) fail every test of the compiled kernels; the other points project as
+    without them, in every camera of a multi-camera sweep (the sector index and the candidate kernel)."""
+    rng = np.random.default_rng(12)
+    n = 20000
+    pts = rng.uniform([-60.0, -60.0, -2.0], [60.0, 60.0, 4.0], size=(n, 3)).astype(np.float32)
+    bad = rng.choice(n, 500, replace=False)
+    with_nan = pts.copy()
+    with_nan[bad[:250], 0] = np.nan
+    with_nan[bad[250:]] = np.nan
+    views = [CameraView(f"cam{i}", PINHOLE, CAM_SE3_EGO.compose(SE3.from_yaw(-i * np.pi / 3, np.zeros(3))), 0)
+             for i in range(6)]
+    _, clean = project_sweep(pts, 0, SE3.identity(), views, static_pose())
+    _, dirty = project_sweep(with_nan, 0, SE3.identity(), views, static_pose())
+    seen = 0
+    for a, b in zip(clean, dirty, strict=True):
+        assert not np.isin(b.point_index, bad).any()
+        keep = ~np.isin(a.point_index, bad)
+        assert np.array_equal(a.point_index[keep], b.point_index)
+        assert np.array_equal(a.uv_px[keep], b.uv_px)
+        assert np.isfinite(b.uv_px).all() and np.isfinite(b.depth_m).all()
+        seen += len(b)
+    assert seen > 5000
