@@ -2,10 +2,12 @@
 sweep into one camera, the per-point pose track and the depth-buffer passes.
 
 Why compiled: the numpy formulation of these steps is ~60 passes over memory per camera, each a few microseconds;
-one fused loop reads each point once and writes only what it keeps. Each kernel works on a chunk of points at a
-time in two phases, so that LLVM vectorises the arithmetic: a branch-free loop computes every point of the chunk into
-small buffers, then a compaction loop stores the points that pass (a store per point and a counter increment, no
-branch on the data).
+a fused loop reads each point once and writes only what it keeps. The loops are written so that LLVM vectorises
+them: the candidate projection works on chunks of points in two phases (a branch-free loop computes every point of
+the chunk into small buffers, then a compaction loop stores each point and advances the output by its pass flag, no
+branch on the data); the pose track runs over one contiguous run of points per knot interval, with the record width
+a compile-time constant so that x y z come as interleaved vector loads. Loops index from zero over slices: a loop
+from an arbitrary start keeps numba's negative-index check in every access, which blocks vectorisation.
 
 Floating point: float32 like the numpy code it replaced, with ``error_model="numpy"`` (a division by zero gives
 inf/NaN instead of raising, which also lets the divisions vectorise) and no fast-math flags, so NaN coordinates stay
@@ -22,6 +24,7 @@ import numba
 import numpy as np
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
+_INLINE = {"inline": "always", "nogil": True, "error_model": "numpy", "boundscheck": False}  # helpers of the kernels
 _CHUNK = 512  # points per two-phase chunk: the chunk buffers stay in L1
 
 # Layout of the (PINHOLE_CONSTANTS,) float64 constant vector of a pinhole camera (see pinhole_constants).
@@ -43,7 +46,7 @@ def pinhole_constants(fx_px: float, fy_px: float, cx_px: float, cy_px: float, di
     return out
 
 
-@numba.njit(inline="always", **{k: v for k, v in _JIT.items() if k != "cache"})
+@numba.njit(**_INLINE)
 def _pinhole(x, y, z, c):
     """One camera-frame point (float32) -> (u, v) relative to the principal point, the normalised (xn, yn), r2 and
     whether it passes the cheap tests (near plane, domain radius, image bounds), all float32 but the flag."""
@@ -61,7 +64,7 @@ def _pinhole(x, y, z, c):
     return u, v, xn, yn, r2, ok
 
 
-@numba.njit(inline="always", **{k: v for k, v in _JIT.items() if k != "cache"})
+@numba.njit(**_INLINE)
 def _on_sheet(xn, yn, c):
     """The Jacobian-determinant rule of ``PinholeCamera.project`` (det > 0.0625) at a normalised point, float64."""
     x, y = np.float64(xn), np.float64(yn)
@@ -212,7 +215,7 @@ def visible_by_depth(depth, cell, zmin_flat, slope, one_plus_rel, abs_tol_m, out
         out[j] = d <= zmin_flat[cell[j]] * factor + abs_tol_m
 
 
-@numba.njit(inline="always", **{k: v for k, v in _JIT.items() if k != "cache"})
+@numba.njit(**_INLINE)
 def _track_run(flat, stride, times, w, origin_ns, out_x, out_y, out_z):
     """Points ``flat[stride*j : stride*j + 3]`` (float32 records) at ``times[j]``, mapped with one interval's (3,8)
     weights ``w`` into ``out_x/y/z[j]``. Inlined with a constant ``stride``, the loop vectorises (interleaved

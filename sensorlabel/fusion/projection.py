@@ -11,15 +11,15 @@ The work is split so that the per-point motion model runs **once per sweep** and
 1. :func:`compensate_points` brings every point into the *reference frame*, the ego frame at a reference time (the
    sweep time), with its own pose. The world itself is never materialised, so float32 stays precise on drives with
    large world coordinates (reference-frame coordinates are tens of metres).
-2. Each camera gets ``cam_SE3_ref``: one 3x4 float32 map (a BLAS product on homogeneous rows ``[x; y; z; 1]``) of
-   the points that can be in its view.
+2. Each camera gets ``cam_SE3_ref``: one 3x4 float32 map of the points that can be in its view, applied in the
+   same compiled pass that projects them and keeps the ones that land in the image.
 
 Per-point poses are not evaluated point by point. The pose function is sampled at knots ``knot_spacing_ns`` apart
 (5 ms: 21 poses per 100 ms sweep) and each point's transform is interpolated linearly between the two knots around its
-time (rotation matrices entry-wise). Points are grouped by knot interval, which is free when they come in firing
-order (the usual case for a spinning lidar) and one radix sort otherwise. The interpolated map is affine in the
-point's time, so each point is staged once with its time-scaled copy (8 rows ``[p; 1; s p; s]``) and each interval is
-one BLAS product with its (3,8) weights (:class:`_PoseTrack`). Over 5 ms at a yaw rate of 1 rad/s the rotation
+time (rotation matrices entry-wise). The interpolated map is affine in the point's time, ``A_k + s B_k`` on
+interval k, so each point costs one (3,8) multiply-add with its interval's weights (:class:`_PoseTrack`). Points in
+firing order (the usual case for a spinning lidar) come as one contiguous run per interval, which the compiled loop
+vectorises; points in any other order find their interval by binary search. Over 5 ms at a yaw rate of 1 rad/s the rotation
 between knots is 5 mrad and the interpolation error ~3e-6 rad (0.3 mm at 100 m); the translation error is
 ``a dt^2 / 8`` for an acceleration ``a`` (0.03 mm at 10 m/s^2), far below a pixel. All the poses a sweep needs (the
 reference, the knots, every camera time) come from **one** call of the pose function.
@@ -32,15 +32,15 @@ band gets its own azimuth interval: a per-camera boolean table over the cells. W
 (azimuth increasing with the index, as a spinning lidar delivers it), blocks of 64 points have running azimuth
 envelopes and each camera looks up its table only over the one or two index ranges that can hold its azimuths (any
 order stays correct: the envelopes then span the whole cloud). Points closer than 2.8 m go to every camera. While a
-camera's index ranges are a small part of the cloud (firing order), it skips the table and projects the ranges whole,
-as slices (no look-up, no gather): 10-30 % more points, but cheaper than selecting them. The exact tests run on the
+camera's index ranges are a small part of the cloud (firing order), it skips the table and projects the ranges whole
+(no look-up, no gather): 10-30 % more points, but cheaper than selecting them. The exact tests run on the
 candidates only: depth in front of the near plane, the distortion model's one-to-one domain and the bounds of the
 image, so the result does not depend on which candidates were taken.
 
-Memory traffic, not arithmetic, is the cost: sweep-sized temporaries live in per-thread scratch buffers that are
-reused from sweep to sweep (a fresh multi-megabyte array costs a page fault per 4 KiB page on first touch), points
-are kept as contiguous rows (BLAS products, SIMD ufuncs) and the per-camera steps run on the ~30k candidates with
-in-place ufuncs. Results agree with a float64 evaluation of the same model to float32 rounding: < 1e-3 px and
+Memory traffic, not arithmetic, is the cost. The per-point steps (the pose track, a camera's map + projection + image
+test + compaction, the depth buffer) are compiled loops (:mod:`sensorlabel.fusion.kernels`) that read each point once
+and write only what they keep, instead of ~60 numpy passes per camera; the remaining sweep-sized temporaries live in
+per-thread scratch buffers that are reused from sweep to sweep. Results agree with a float64 evaluation of the same model to float32 rounding: < 1e-3 px and
 < 2e-5 m on the 120k-point benchmark sweep.
 
 Rolling shutter: with a readout time ``readout_s`` image row ``v`` is exposed at
