@@ -110,7 +110,8 @@ def project_boxes(
         ValueError: samples_per_edge < 2 or fraction_grid < 1.
     """
     if samples_per_edge < 2 or fraction_grid < 1:
-        raise ValueError(f"samples_per_edge must be >= 2 and fraction_grid >= 1, got {samples_per_edge}, {fraction_grid}")
+        raise ValueError("samples_per_edge must be >= 2 and fraction_grid >= 1, "
+                         f"got {samples_per_edge}, {fraction_grid}")
     n = len(boxes)
     w, h = camera.width_px, camera.height_px
     if n == 0:

@@ -19,8 +19,8 @@ Per-point poses are not evaluated point by point. The pose function is sampled a
 time (rotation matrices entry-wise). The interpolated map is affine in the point's time, ``A_k + s B_k`` on
 interval k, so each point costs one (3,8) multiply-add with its interval's weights (:class:`_PoseTrack`). Points in
 firing order (the usual case for a spinning lidar) come as one contiguous run per interval, which the compiled loop
-vectorises; points in any other order find their interval by binary search. Over 5 ms at a yaw rate of 1 rad/s the rotation
-between knots is 5 mrad and the interpolation error ~3e-6 rad (0.3 mm at 100 m); the translation error is
+vectorises; points in any other order find their interval by binary search. Over 5 ms at a yaw rate of 1 rad/s the
+rotation between knots is 5 mrad and the interpolation error ~3e-6 rad (0.3 mm at 100 m); the translation error is
 ``a dt^2 / 8`` for an acceleration ``a`` (0.03 mm at 10 m/s^2), far below a pixel. All the poses a sweep needs (the
 reference, the knots, every camera time) come from **one** call of the pose function.
 
@@ -40,8 +40,8 @@ image, so the result does not depend on which candidates were taken.
 Memory traffic, not arithmetic, is the cost. The per-point steps (the pose track, a camera's map + projection + image
 test + compaction, the depth buffer) are compiled loops (:mod:`sensorlabel.fusion.kernels`) that read each point once
 and write only what they keep, instead of ~60 numpy passes per camera; the remaining sweep-sized temporaries live in
-per-thread scratch buffers that are reused from sweep to sweep. Results agree with a float64 evaluation of the same model to float32 rounding: < 1e-3 px and
-< 2e-5 m on the 120k-point benchmark sweep.
+per-thread scratch buffers that are reused from sweep to sweep. Results agree with a float64 evaluation of the same
+model to float32 rounding: < 1e-3 px and < 2e-5 m on the 120k-point benchmark sweep.
 
 Rolling shutter: with a readout time ``readout_s`` image row ``v`` is exposed at
 ``t_cam + readout_s * (v / (H - 1) - 0.5)`` (the image timestamp is the middle row, SensorCalibration's convention).
@@ -258,9 +258,10 @@ class _PoseTrack:
     3x4 affine map at knot k and ``s = t - t_o`` the time since the middle knot ``t_o``, the map of interval k is
     affine in ``s``: ``M_k + (t - t_k) / L_k (M_{k+1} - M_k) = A_k + s B_k`` with ``B_k = (M_{k+1} - M_k) / L_k`` and
     ``A_k = M_k - (t_k - t_o) B_k`` (float64, then float32), kept as the (3,8) ``[A_k | B_k]`` of each interval; a
-    compiled pass maps each point with its interval's weights (:func:`kernels.pose_track`). ``s`` is rounded to float32 (relative 6e-8: a few ns over a 100 ms sweep); the middle knot as origin
-    halves the terms ``A_k p`` and ``s B_k p`` that cancel: on the 120k-point benchmark sweep the result is within
-    1.9e-5 m of a float64 evaluation of the same interpolation (rms 6e-7 m).
+    compiled pass maps each point with its interval's weights (:func:`kernels.pose_track_in_order`,
+    :func:`kernels.pose_track_any_order`). ``s`` is rounded to float32 (relative 6e-8: a few ns over a 100 ms
+    sweep); the middle knot as origin halves the terms ``A_k p`` and ``s B_k p`` that cancel: on the 120k-point
+    benchmark sweep the result is within 1.4e-5 m of a float64 evaluation of the same interpolation (rms 9e-7 m).
     """
 
     def __init__(self, world_SE3_ego: PoseFn, t_min_ns: int, t_max_ns: int, left: SE3, right: SE3,
