@@ -23,6 +23,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from sensorlabel.geometry.camera import SHEET_MIN_JACOBIAN_DET, distortion_jacobian
+
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
 _INLINE = {"inline": "always", "nogil": True, "error_model": "numpy", "boundscheck": False}  # helpers of the kernels
 _CHUNK = 512  # points per two-phase chunk: the chunk buffers stay in L1
@@ -64,18 +66,14 @@ def _pinhole(x, y, z, c):
     return u, v, xn, yn, r2, ok
 
 
+_jacobian = numba.njit(**_INLINE)(distortion_jacobian)
+
+
 @numba.njit(**_INLINE)
 def _on_sheet(xn, yn, c):
-    """The Jacobian-determinant rule of ``PinholeCamera.project`` (det > 0.0625) at a normalised point, float64."""
-    x, y = np.float64(xn), np.float64(yn)
-    k1, k2, k3, p1, p2 = c[K1], c[K2], c[K3], c[P1], c[P2]
-    r2 = x * x + y * y
-    radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
-    d_radial = k1 + r2 * (2.0 * k2 + 3.0 * k3 * r2)
-    j00 = radial + 2.0 * x * x * d_radial + 2.0 * p1 * y + 6.0 * p2 * x
-    j01 = 2.0 * x * y * d_radial + 2.0 * p1 * x + 2.0 * p2 * y
-    j11 = radial + 2.0 * y * y * d_radial + 6.0 * p1 * y + 2.0 * p2 * x
-    return j00 * j11 - j01 * j01 > 0.0625
+    """The Jacobian-determinant rule of ``PinholeCamera.project`` at a normalised point, in float64."""
+    j00, j01, j11 = _jacobian(np.float64(xn), np.float64(yn), c[K1], c[K2], c[P1], c[P2], c[K3])
+    return j00 * j11 - j01 * j01 > SHEET_MIN_JACOBIAN_DET
 
 
 @numba.njit(**_JIT)

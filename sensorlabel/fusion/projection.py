@@ -62,7 +62,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sensorlabel.fusion import kernels
-from sensorlabel.geometry.camera import NEAR_M, CameraModel, FisheyeCamera
+from sensorlabel.geometry.camera import NEAR_M, SHEET_MIN_JACOBIAN_DET, CameraModel, FisheyeCamera
 from sensorlabel.geometry.se3 import SE3
 
 logger = logging.getLogger(__name__)
@@ -434,7 +434,8 @@ def _normalised_bounds(camera: CameraModel, margin: float) -> tuple[float, float
 
 def _jacobian_safe_r2(camera: CameraModel) -> float:
     """Squared normalised radius up to which the Jacobian determinant of the pinhole distortion map provably exceeds
-    the 0.0625 of ``PinholeCamera.project``'s domain rule, so only points beyond it need the exact test.
+    the ``SHEET_MIN_JACOBIAN_DET`` of ``PinholeCamera.project``'s domain rule, so only points beyond it need the
+    exact test.
 
     The Jacobian is the radial part (eigenvalues ``radial`` and ``d(r radial)/dr``) plus a symmetric tangential
     part whose norm is at most ``r * c(p1, p2)``; by Weyl's inequality both eigenvalues exceed
@@ -449,7 +450,7 @@ def _jacobian_safe_r2(camera: CameraModel) -> float:
     radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
     slope = radial + 2 * r2 * (k1 + r2 * (2 * k2 + 3 * k3 * r2))
     bound = np.minimum(radial, slope) - r * c
-    bad = np.flatnonzero((bound <= 0) | (bound * bound <= 0.0625 * 1.1))
+    bad = np.flatnonzero((bound <= 0) | (bound * bound <= SHEET_MIN_JACOBIAN_DET * 1.1))
     if len(bad) == 0:
         return r2_max
     return float(r2[max(bad[0] - 2, 0)])

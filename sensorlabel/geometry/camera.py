@@ -38,6 +38,24 @@ def _check_intrinsics(fx: float, fy: float, cx: float, cy: float, width: int, he
         raise CalibrationError(f"camera distortion has non-finite coefficients: {dist.tolist()}")
 
 
+#: The one-to-one sheet of the pinhole distortion map: the Jacobian determinant stays above this (a 0.25 slope
+#: margin, squared), see ``PinholeCamera._on_sheet``.
+SHEET_MIN_JACOBIAN_DET = 0.0625
+
+
+def distortion_jacobian(x, y, k1, k2, p1, p2, k3):
+    """Entries (j00, j01 = j10, j11) of the Jacobian of the OpenCV radial-tangential distortion map at normalised
+    coordinates ``x, y`` (arrays or scalars). Plain arithmetic, so the compiled fusion kernels use it as it is
+    (numba's on-disk cache does not notice an edit here: touch ``sensorlabel/fusion/kernels.py`` after one)."""
+    r2 = x * x + y * y
+    radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    d_radial = k1 + r2 * (2 * k2 + 3 * k3 * r2)
+    j00 = radial + 2 * x * x * d_radial + 2 * p1 * y + 6 * p2 * x
+    j01 = 2 * x * y * d_radial + 2 * p1 * x + 2 * p2 * y
+    j11 = radial + 2 * y * y * d_radial + 6 * p1 * y + 2 * p2 * x
+    return j00, j01, j11
+
+
 @dataclass(frozen=True)
 class PinholeCamera:
     """Pinhole camera with OpenCV radial-tangential distortion ``(k1, k2, p1, p2, k3)``.
@@ -93,14 +111,7 @@ class PinholeCamera:
     def _jacobian(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Entries (j00, j01 = j10, j11) of the Jacobian of the distortion map at normalised points (N,2)."""
         k1, k2, p1, p2, k3 = self.distortion
-        x, y = xy[:, 0], xy[:, 1]
-        r2 = x * x + y * y
-        radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
-        d_radial = k1 + r2 * (2 * k2 + 3 * k3 * r2)
-        j00 = radial + 2 * x * x * d_radial + 2 * p1 * y + 6 * p2 * x
-        j01 = 2 * x * y * d_radial + 2 * p1 * x + 2 * p2 * y
-        j11 = radial + 2 * y * y * d_radial + 6 * p1 * y + 2 * p2 * x
-        return j00, j01, j11
+        return distortion_jacobian(xy[:, 0], xy[:, 1], k1, k2, p1, p2, k3)
 
     def _newton_undistort(self, xy: np.ndarray, xy_distorted: np.ndarray, iterations: int = 20) -> np.ndarray:
         """Polish undistorted normalised coordinates (N,2) by Newton's method on the analytic Jacobian.
@@ -116,7 +127,8 @@ class PinholeCamera:
             residual = self._distort(cur) - target
             err = np.linalg.norm(residual, axis=1)
             moving = err > 1e-13
-            active, cur, target, residual, err = active[moving], cur[moving], target[moving], residual[moving], err[moving]
+            active, cur, target = active[moving], cur[moving], target[moving]
+            residual, err = residual[moving], err[moving]
             if len(active) == 0:
                 break
             j00, j01, j11 = self._jacobian(cur)
@@ -160,7 +172,7 @@ class PinholeCamera:
         the tangential terms can still fold the map; a Jacobian determinant well above zero keeps every point on
         the sheet (the same 0.25 slope margin, squared)."""
         j00, j01, j11 = self._jacobian(xy)
-        return (np.sum(xy * xy, axis=1) <= self._r2_max) & (j00 * j11 - j01 * j01 > 0.0625)
+        return (np.sum(xy * xy, axis=1) <= self._r2_max) & (j00 * j11 - j01 * j01 > SHEET_MIN_JACOBIAN_DET)
 
     def project_unclipped(self, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Project camera-frame points without the image-bounds test (e.g. box edges that leave the image).
