@@ -193,7 +193,6 @@ def main() -> None:
         "speedup_vs_devkit_median": float(np.median(base_cpu) / np.median(ours_cpu)),
         "speedup_vs_devkit_wall": float(base_wall.min() / ours_wall.min()),
         "points_projected_per_s_per_core": num_points * len(views) / (t_ours / 1e3),
-        "points_swept_per_s_per_core": num_points / (t_ours / 1e3),
         "points_in_images": int(sum(len(p) for p in raw)),
         "points_visible_after_depth_buffer": int(sum(len(p) for p in projected)),
         "aggregation_sweeps": len(sweeps),

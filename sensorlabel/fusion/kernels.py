@@ -44,8 +44,14 @@ def pinhole_constants(fx_px: float, fy_px: float, cx_px: float, cy_px: float, di
     out = np.empty(PINHOLE_CONSTANTS, dtype=np.float64)
     out[[FX, FY, CX, CY, K1, K2, K3, P1, P2, NEAR, R2_MAX, R2_SAFE]] = (
         fx_px, fy_px, cx_px, cy_px, k1, k2, k3, p1, p2, near_m, r2_max, r2_safe)
-    out[[U_LO, V_LO, U_HI, V_HI]] = (-0.5 - cx_px, -0.5 - cy_px, width_px - 0.5 - cx_px, height_px - 0.5 - cy_px)
+    out[[U_LO, V_LO, U_HI, V_HI]] = image_bounds_rel(cx_px, cy_px, width_px, height_px)
     return out
+
+
+def image_bounds_rel(cx_px: float, cy_px: float, width_px: int, height_px: int) -> tuple[float, float, float, float]:
+    """The image ``-0.5 <= u <= W - 0.5``, ``-0.5 <= v <= H - 0.5`` relative to the principal point, in pixels:
+    ``(u_lo, v_lo, u_hi, v_hi)``."""
+    return -0.5 - cx_px, -0.5 - cy_px, width_px - 0.5 - cx_px, height_px - 0.5 - cy_px
 
 
 @numba.njit(**_INLINE)

@@ -67,13 +67,12 @@ def depth_buffer(projection: Projection, config: OcclusionConfig = OcclusionConf
         (ceil(H/cell), ceil(W/cell)) float32 depth in metres, +inf where no point lands near the cell.
     """
     c = config.cell_px(projection.focal_px)
-    return _depth_buffer(projection, config)[0][:-(-projection.height_px // c), :-(-projection.width_px // c)].copy()
+    return _depth_buffer(projection, config, c)[0][:-(-projection.height_px // c), :-(-projection.width_px // c)].copy()
 
 
-def _depth_buffer(projection: Projection, config: OcclusionConfig, c: int | None = None,
+def _depth_buffer(projection: Projection, config: OcclusionConfig, c: int,
                   point_rows_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The eroded buffer and the (K,) int64 flat cell index of every point; ``c`` is ``config.cell_px(focal)`` when
-    the caller has it.
+    """The eroded buffer and the (K,) int64 flat cell index of every point; ``c`` is ``config.cell_px(focal)``.
 
     The buffer has one spare row and column, so that a point on the far image border (u = W - 0.5 with W a multiple
     of the cell) needs no clamping; the caller crops it. With ``point_rows_only`` only the buffer rows between the
@@ -83,8 +82,6 @@ def _depth_buffer(projection: Projection, config: OcclusionConfig, c: int | None
     """
     import cv2
 
-    if c is None:
-        c = config.cell_px(projection.focal_px)
     rows, cols = projection.height_px // c + 1, projection.width_px // c + 1
     k = len(projection)
     cell = _SCRATCH.get("occ_cell", k, np.int64)

@@ -24,18 +24,19 @@ rotation between knots is 5 mrad and the interpolation error ~3e-6 rad (0.3 mm a
 ``a dt^2 / 8`` for an acceleration ``a`` (0.03 mm at 10 m/s^2), far below a pixel. All the poses a sweep needs (the
 reference, the knots, every camera time) come from **one** call of the pose function.
 
-Which points can a camera see? :class:`_SectorIndex` gives every compensated point a cell key (horizontal range band,
-azimuth bin) once per sweep; nothing is sorted. A camera's view is a convex cone whose horizontal extent is the
-azimuth interval of its corner rays; seen from the reference origin instead of the camera centre ``c``, the points of
-that wedge within a range band lie between the azimuths where the wedge's edges cross the band's circles, so each
+Which points can a camera see? :class:`_SectorIndex` gives every compensated point an azimuth bin once per sweep; the
+cell keys (horizontal range band, azimuth bin) are computed lazily, when a camera first looks up its cell table (firing
+order usually spares that, see below); nothing is sorted. A camera's view is a convex cone whose horizontal extent is
+the azimuth interval of its corner rays; seen from the reference origin instead of the camera centre ``c``, the points
+of that wedge within a range band lie between the azimuths where the wedge's edges cross the band's circles, so each
 band gets its own azimuth interval: a per-camera boolean table over the cells. Where the cloud comes in firing order
-(azimuth increasing with the index, as a spinning lidar delivers it), blocks of 64 points have running azimuth
-envelopes and each camera looks up its table only over the one or two index ranges that can hold its azimuths (any
-order stays correct: the envelopes then span the whole cloud). Points closer than 2.8 m go to every camera. While a
-camera's index ranges are a small part of the cloud (firing order), it skips the table and projects the ranges whole
-(no look-up, no gather): 10-30 % more points, but cheaper than selecting them. The exact tests run on the
-candidates only: depth in front of the near plane, the distortion model's one-to-one domain and the bounds of the
-image, so the result does not depend on which candidates were taken.
+(azimuth increasing with the index, as a spinning lidar delivers it), blocks of 64 points have running azimuth envelopes
+and each camera looks up its table only over the one or two index ranges that can hold its azimuths (any order stays
+correct: the envelopes then span the whole cloud). Points closer than 2.8 m go to every camera. While a camera's index
+ranges are a small part of the cloud (firing order), it skips the table and projects the ranges whole (no look-up, no
+gather): 10-30 % more points, but cheaper than selecting them. The exact tests run on the candidates only: depth in
+front of the near plane, the distortion model's one-to-one domain and the bounds of the image, so the result does not
+depend on which candidates were taken.
 
 Memory traffic, not arithmetic, is the cost. The per-point steps (the pose track, a camera's map + projection + image
 test + compaction, the depth buffer) are compiled loops (:mod:`sensorlabel.fusion.kernels`) that read each point once
@@ -63,6 +64,7 @@ import numpy as np
 
 from sensorlabel.fusion import kernels
 from sensorlabel.geometry.camera import NEAR_M, SHEET_MIN_JACOBIAN_DET, CameraModel, FisheyeCamera
+from sensorlabel.geometry.lie import wrap_angle
 from sensorlabel.geometry.se3 import SE3
 
 logger = logging.getLogger(__name__)
@@ -349,9 +351,7 @@ def _sweep_times(points_lidar: np.ndarray, point_times_ns
     if pts.ndim != 2 or pts.shape[1] < 3:
         raise ValueError(f"points_lidar: expected (P,3), got {pts.shape}")
     times = np.asarray(point_times_ns, dtype=np.int64)
-    if times.ndim == 1 and times.shape != (len(pts),):
-        raise ValueError(f"point_times_ns: expected ({len(pts)},) or a scalar, got {times.shape}")
-    if times.ndim > 1:
+    if times.ndim > 1 or (times.ndim == 1 and times.shape != (len(pts),)):
         raise ValueError(f"point_times_ns: expected ({len(pts)},) or a scalar, got {times.shape}")
     if times.ndim == 0 or len(times) == 0:
         return pts, times, None
@@ -464,20 +464,18 @@ class _CameraConstants:
         f32 = np.float32
         self.focal = np.array([[camera.fx_px], [camera.fy_px]], dtype=f32)
         self.centre = np.array([[camera.cx_px], [camera.cy_px]], dtype=f32)
-        # The image, -0.5 <= u <= W - 0.5 and -0.5 <= v <= H - 0.5, relative to the principal point.
-        self.image_lo_rel = np.array([[-0.5 - camera.cx_px], [-0.5 - camera.cy_px]], dtype=f32)
-        self.image_hi_rel = np.array([[camera.width_px - 0.5 - camera.cx_px], [camera.height_px - 0.5 - camera.cy_px]],
-                                     dtype=f32)
+        u_lo, v_lo, u_hi, v_hi = kernels.image_bounds_rel(camera.cx_px, camera.cy_px, camera.width_px,
+                                                          camera.height_px)
+        self.image_lo_rel = np.array([[u_lo], [v_lo]], dtype=f32)
+        self.image_hi_rel = np.array([[u_hi], [v_hi]], dtype=f32)
+        # Cull bounds per margin: this module's two margins up front, any other on first request (cull_bounds).
         self.bounds = {margin: _normalised_bounds(camera, margin) for margin in (_CULL_MARGIN, _CULL_MARGIN_ROLLING)}
         if isinstance(camera, FisheyeCamera):
-            self.r2_max = self.r2_safe = math.inf
             self.kernel = None
         else:
-            self.r2_max = float(camera.max_normalised_radius2)
-            self.r2_safe = _jacobian_safe_r2(camera)
             self.kernel = kernels.pinhole_constants(camera.fx_px, camera.fy_px, camera.cx_px, camera.cy_px,
-                                                    camera.distortion, NEAR_M, self.r2_max, self.r2_safe,
-                                                    camera.width_px, camera.height_px)
+                                                    camera.distortion, NEAR_M, float(camera.max_normalised_radius2),
+                                                    _jacobian_safe_r2(camera), camera.width_px, camera.height_px)
 
 
 _CONSTANTS_CACHE: dict[int, tuple] = {}
@@ -495,15 +493,29 @@ def _constants(camera: CameraModel) -> _CameraConstants:
     return hit[1]
 
 
-def _cull_bounds(camera: CameraModel, margin: float = _CULL_MARGIN):
-    """Cached :func:`_normalised_bounds` for the two margins of this module."""
-    return _constants(camera).bounds[margin]
+def cull_bounds(camera: CameraModel, margin: float) -> tuple[float, float, float, float] | None:
+    """Bounds of the normalised coordinates x/z and y/z over the image, for a cheap pre-cull of camera-frame points;
+    cached per camera and margin.
+
+    Args:
+        camera: any of the geometry package's camera models.
+        margin: widening of each bound, as a fraction of its span (0.1 = 10 % of the span on each side).
+
+    Returns:
+        ``(x_lo, x_hi, y_lo, y_hi)``; None when the field of view reaches 90 degrees (a fisheye), so that x/z is
+        unbounded.
+    """
+    bounds = _constants(camera).bounds
+    if margin not in bounds:
+        bounds[margin] = _normalised_bounds(camera, margin)
+    return bounds[margin]
 
 
 class _SectorIndex:
-    """Cell keys (horizontal range band, azimuth bin) of one compensated sweep and, for clouds in firing order,
-    running azimuth envelopes over blocks of points, built once per sweep; each camera then gathers its candidates
-    with one table look-up over the index ranges that can hold its azimuths (see the module docstring).
+    """Azimuth bins of one compensated sweep and, for clouds in firing order, running azimuth envelopes over blocks
+    of points, built once per sweep; each camera then gathers its candidates with one table look-up over the index
+    ranges that can hold its azimuths (see the module docstring). The cell keys (horizontal range band, azimuth bin)
+    the tables are looked up with are computed on the first look-up (:meth:`_keys`).
 
     Range bands are octaves of the squared horizontal range, read from the float32 exponent bits: band j >= 1 holds
     ``2^(j+2) <= x^2 + y^2 < 2^(j+3)`` (inner radius ``2^((j+2)/2)``: 2.8, 4, 5.7, 8, 11, 16 ... m), band 0 everything
@@ -579,23 +591,25 @@ class _SectorIndex:
         return [(int(s), np.maximum.accumulate(bmax[s:e]), np.minimum.accumulate(bmin[s:e][::-1])[::-1])
                 for s, e in itertools.pairwise(starts)]
 
-    def _bin(self, azimuth_rad: float) -> int:
-        wrapped = azimuth_rad % (2 * math.pi)
-        return min(int(wrapped * (self.BINS / (2 * math.pi))), self.BINS - 1)
+    def _bins(self, azimuth_rad: np.ndarray) -> np.ndarray:
+        """int64 azimuth bins (same shape) of finite angles (any shape) in radians."""
+        wrapped = np.asarray(azimuth_rad) % (2 * np.pi)
+        return np.minimum((wrapped * (self.BINS / (2 * np.pi))).astype(np.int64), self.BINS - 1)
 
     def _bin_intervals(self, axis_az: float, lo: float, hi: float) -> list[tuple[int, int]]:
         """Azimuth bins of ``axis_az + [lo, hi]`` as one or two inclusive bin intervals."""
-        b0, b1 = self._bin(axis_az + lo), self._bin(axis_az + hi)
+        b0, b1 = self._bins(np.array([axis_az + lo, axis_az + hi])).tolist()
         return [(b0, b1)] if b0 <= b1 else [(b0, self.BINS - 1), (0, b1)]
 
-    def tables(self, ref_SE3_cams: SE3, bounds: list) -> list[tuple[tuple, list[tuple[int, int]]] | None]:
+    def tables(self, ref_SE3_cams: SE3, bounds: list
+               ) -> list[tuple[tuple, list[tuple[int, int]], np.ndarray] | None]:
         """Every camera's candidate cells, all cameras at once (batched small-array arithmetic; per camera it would
         cost more than the look-ups themselves). The cell tables themselves are built by :meth:`_table` only for a
         camera that looks them up.
 
         Args:
             ref_SE3_cams: batch of C, camera -> reference frame.
-            bounds: C normalised-coordinate bounds (see :func:`_normalised_bounds`), None for an unbounded view.
+            bounds: C normalised-coordinate bounds (see :func:`cull_bounds`), None for an unbounded view.
 
         Returns:
             Per camera the arguments of :meth:`_table`, the index ranges (see :meth:`ranges`) of the inclusive
@@ -613,7 +627,7 @@ class _SectorIndex:
         rays = rot @ corners
         steep = np.any(np.hypot(rays[:, 0], rays[:, 1]) < 0.2 * np.abs(rays[:, 2]), axis=1)
         axis_az = np.arctan2(rot[:, 1, 2], rot[:, 0, 2])  # (C,)
-        rel = (np.arctan2(rays[:, 1], rays[:, 0]) - axis_az[:, None] + np.pi) % (2 * np.pi) - np.pi
+        rel = wrap_angle(np.arctan2(rays[:, 1], rays[:, 0]) - axis_az[:, None])
         lo, hi = rel.min(axis=1), rel.max(axis=1)
         # The view's horizontal wedge: apex at the camera centre, edges along the extreme corner azimuths. Within
         # a band (an annulus about the origin) the points of the wedge lie between the edges' crossings of the
@@ -629,16 +643,13 @@ class _SectorIndex:
         along = ex * cx + ey * cy
         with np.errstate(invalid="ignore"):
             t = np.sqrt(along * along - dist2 + radius * radius) - along
-        rel = (np.arctan2(cy + t * ey, cx + t * ex) - axis_az[:, None, None, None] + np.pi) % (2 * np.pi) - np.pi
+        rel = wrap_angle(np.arctan2(cy + t * ey, cx + t * ex) - axis_az[:, None, None, None])
         rel = rel.reshape(len(use), self.BANDS - 1, 4)
         pad = math.radians(1.0)  # absorbs rounding and the float32 coordinates
         b_lo, b_hi = rel.min(axis=2) - pad, rel.max(axis=2) + pad  # (C, BANDS-1)
         everywhere = (self.radii[None, :, 0] ** 2 <= dist2[:, :, 0, 0] * 1.02) | ~(b_hi - b_lo < np.pi) \
             | ~(np.abs(rel).max(axis=2) <= math.radians(150.0))
-        scale = self.BINS / (2 * np.pi)
-        az = axis_az[:, None]
-        b0 = np.minimum(((az + b_lo) % (2 * np.pi) * scale).astype(np.int64), self.BINS - 1)
-        b1 = np.minimum(((az + b_hi) % (2 * np.pi) * scale).astype(np.int64), self.BINS - 1)
+        b0, b1 = self._bins(axis_az[:, None] + b_lo), self._bins(axis_az[:, None] + b_hi)
         skip = (steep | ~(hi - lo < np.pi)).tolist()
         anywhere = everywhere.any(axis=1).tolist()
         axis_list, lo_list, hi_list = axis_az.tolist(), b_lo.min(axis=1).tolist(), b_hi.max(axis=1).tolist()
@@ -948,7 +959,7 @@ def _project_rolling(xyz1: np.ndarray, cand: _Candidates, view: CameraView, cam_
     # (relaxed by the rolling-shutter margin), then iterate the row time on the rest.
     x, y, z = rows
     keep = z > 0.5 * NEAR_M
-    bounds = _cull_bounds(cam, _CULL_MARGIN_ROLLING)
+    bounds = cull_bounds(cam, _CULL_MARGIN_ROLLING)
     if bounds is not None:
         x_lo, x_hi, y_lo, y_hi = (np.float32(b) for b in bounds)
         keep &= (x >= x_lo * z) & (x <= x_hi * z) & (y >= y_lo * z) & (y <= y_hi * z)
@@ -1013,7 +1024,7 @@ def project_sweep(
     if len(views) > 1 and p >= _INDEX_MIN_POINTS:
         index = _SectorIndex(xyz1)
         cells = index.tables(cam_SE3_ref.inverse(), [
-            _cull_bounds(v.camera, _CULL_MARGIN_ROLLING if v.readout_s > 0 else _CULL_MARGIN) for v in views])
+            cull_bounds(v.camera, _CULL_MARGIN_ROLLING if v.readout_s > 0 else _CULL_MARGIN) for v in views])
     else:
         index, cells = None, [None] * len(views)
     affines = _affine(cam_SE3_ref)  # (C,3,4), all cameras at once

@@ -27,7 +27,7 @@ import functools
 
 import numpy as np
 
-from sensorlabel.geometry.boxes import Boxes
+from sensorlabel.geometry.boxes import _CORNER_SIGNS, Boxes
 
 _EPS = 1e-9
 _NEXT4 = np.array([1, 2, 3, 0])
@@ -194,7 +194,7 @@ def _successor_offsets(m: int, k: int) -> np.ndarray:
     return (np.arange(m)[:, None] * (k * k) + np.arange(k)[None, :]).astype(np.intp)
 
 
-_CORNER_SIGNS_BEV = np.array([[1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0]])
+_CORNER_SIGNS_BEV = _CORNER_SIGNS[:4, :2]  # the top face's (x, y) signs: Boxes.bev_corners' order
 
 
 def bev_corners_yaw(center_xy_m: np.ndarray, lw_m: np.ndarray, yaw_rad: np.ndarray) -> np.ndarray:

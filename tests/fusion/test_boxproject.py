@@ -8,11 +8,9 @@ import shapely
 
 from sensorlabel.fusion import project_boxes
 from sensorlabel.geometry.boxes import Boxes
-from sensorlabel.geometry.camera import FisheyeCamera, PinholeCamera
 from sensorlabel.geometry.se3 import SE3
+from tests.fusion.test_projection import FISHEYE, PINHOLE
 
-PINHOLE = PinholeCamera(800.0, 810.0, 640.0, 360.0, 1280, 720, [-0.2, 0.05, 0.001, -0.001, 0.0])
-FISHEYE = FisheyeCamera(300.0, 300.0, 640.0, 400.0, 1280, 800, [0.05, -0.01, 0.002, 0.0])
 CAM_SE3_EGO = SE3(np.array([[0.0, -1, 0], [0, 0, -1], [1, 0, 0]]), np.zeros(3))
 
 

@@ -14,9 +14,9 @@ from sensorlabel.fusion import (
     static_pose,
     visible_mask,
 )
-from sensorlabel.fusion.projection import _project_rows, _SectorIndex
+from sensorlabel.fusion.projection import _project_rows, _SectorIndex, cull_bounds
 from sensorlabel.geometry.boxes import Boxes
-from sensorlabel.geometry.camera import FisheyeCamera, PinholeCamera
+from sensorlabel.geometry.camera import SHEET_MIN_JACOBIAN_DET, FisheyeCamera, PinholeCamera
 from sensorlabel.geometry.se3 import SE3
 
 PINHOLE = PinholeCamera(800.0, 810.0, 640.0, 360.0, 1280, 720, [-0.2, 0.05, 0.001, -0.001, 0.0])
@@ -163,6 +163,24 @@ def test_sector_index_keeps_every_point_a_camera_sees(order: str, scan_fraction:
         assert np.array_equal(np.sort(proj.point_index), np.sort(alone.point_index)), view.name
 
 
+@pytest.mark.parametrize("margin", [0.0, 0.1])
+def test_cull_bounds_hold_every_point_the_camera_sees(margin: float) -> None:
+    rng = np.random.default_rng(5)
+    pts = rng.uniform([-60, -40, 0.2], [60, 40, 60], size=(200000, 3))
+    _, ok = PINHOLE.project(pts)
+    xy = pts[ok, :2] / pts[ok, 2:3]
+    x_lo, x_hi, y_lo, y_hi = cull_bounds(PINHOLE, margin)
+    span = np.array([x_hi - x_lo, y_hi - y_lo]) / (1 + 2 * margin)  # the unwidened span
+    assert ok.sum() > 1000
+    assert (xy >= [x_lo, y_lo]).all() and (xy <= [x_hi, y_hi]).all()
+    # Tight: the seen points reach within 1 % of the span of the unwidened bounds on every side.
+    lo_gap = xy.min(axis=0) - [x_lo, y_lo] - margin * span
+    hi_gap = [x_hi, y_hi] - xy.max(axis=0) - margin * span
+    assert (np.abs(lo_gap) < 0.01 * span).all() and (np.abs(hi_gap) < 0.01 * span).all()
+    assert cull_bounds(PINHOLE, margin) is cull_bounds(PINHOLE, margin)  # cached
+    assert cull_bounds(FISHEYE, margin) is None  # a fisheye sees 90 degrees off axis: x/z unbounded
+
+
 def test_domain_rule_with_strong_tangential_distortion() -> None:
     """Where the tangential terms can fold the map inside the radial limit, the float32 kernel applies the exact
     Jacobian rule of ``PinholeCamera.project`` beyond the radius where it provably holds."""
@@ -172,7 +190,7 @@ def test_domain_rule_with_strong_tangential_distortion() -> None:
     uv_ref, ok_ref = camera.project(pts)
     j00, j01, j11 = camera._jacobian(pts[:, :2] / pts[:, 2:3])
     folded = (np.sum((pts[:, :2] / pts[:, 2:3]) ** 2, axis=1) <= camera.max_normalised_radius2) \
-        & (j00 * j11 - j01 * j01 <= 0.0625)
+        & (j00 * j11 - j01 * j01 <= SHEET_MIN_JACOBIAN_DET)
     u, v, ok = _project_rows(camera, pts.T.astype(np.float32))
     assert folded.sum() > 100 and not ok[folded].any()
     near_border = (np.abs(uv_ref[:, 0] + 0.5) < 0.01) | (np.abs(uv_ref[:, 0] - camera.width_px + 0.5) < 0.01) \

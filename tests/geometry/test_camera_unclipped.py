@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensorlabel.geometry.camera import FisheyeCamera, PinholeCamera
+from sensorlabel.geometry.camera import SHEET_MIN_JACOBIAN_DET, FisheyeCamera, PinholeCamera
 
 # Strong tangential terms: the map folds inside the radial limit, so the Jacobian rule matters.
 FOLDING = PinholeCamera(500.0, 500.0, 640.0, 360.0, 1280, 720, [-0.05, 0.0, 0.08, -0.06, 0.0])
@@ -28,6 +28,7 @@ def test_points_past_the_fold_are_out_of_domain() -> None:
     pts = np.random.default_rng(4).uniform([-60, -40, 0.2], [60, 40, 20], size=(200000, 3))
     xy = pts[:, :2] / pts[:, 2:3]
     j00, j01, j11 = FOLDING._jacobian(xy)
-    folded = (np.sum(xy * xy, axis=1) <= FOLDING.max_normalised_radius2) & (j00 * j11 - j01 * j01 <= 0.0625)
+    folded = (np.sum(xy * xy, axis=1) <= FOLDING.max_normalised_radius2) \
+        & (j00 * j11 - j01 * j01 <= SHEET_MIN_JACOBIAN_DET)
     _, in_domain = FOLDING.project_unclipped(pts)
     assert folded.sum() > 100 and not in_domain[folded].any()
