@@ -113,7 +113,7 @@ def store_keyframes(store, frame: np.ndarray, boxes: Boxes, key: np.ndarray | No
     """Write ground-truth keyframe boxes into a label store as human boxes, one store track per ground-truth track.
 
     Store tracks are created in increasing ground-truth id order for every track of ``boxes`` (also one without a
-    key box), with the class of its first box.
+    key box), with the class of its first box, in one transaction and one edit (:meth:`LabelStore.add_tracks`).
 
     Args:
         store: a :class:`sensorlabel.drive.labels.LabelStore`.
@@ -127,8 +127,8 @@ def store_keyframes(store, frame: np.ndarray, boxes: Boxes, key: np.ndarray | No
         ``{ground-truth track id: store track id}``.
     """
     truth_ids, first = np.unique(boxes.track_id, return_index=True)
-    store_ids = np.array([store.add_track(str(boxes.label[i]), None if id_attribute is None else {id_attribute: int(t)})
-                          for t, i in zip(truth_ids.tolist(), first.tolist())], dtype=np.int64)
+    attributes = None if id_attribute is None else [{id_attribute: t} for t in truth_ids.tolist()]
+    store_ids = store.add_tracks(boxes.label[first].tolist(), attributes)
     if key is not None:
         frame, boxes = frame[key], boxes[key]
     mapped = store_ids[np.searchsorted(truth_ids, boxes.track_id)]

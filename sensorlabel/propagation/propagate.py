@@ -65,8 +65,10 @@ class PropagationConfig:
     # ICP may turn a box at most this far from the motion prior; beyond, the partial view is ambiguous (a box seen
     # from one side fits several headings) and only the translation is fitted.
     max_yaw_correction_rad: float = float(np.deg2rad(5.0))
-    # ICP uses at most this many observed points (an even stride over them); a near car returns thousands, and
-    # beyond a few hundred the pose no longer improves while the cost grows linearly.
+    # ICP takes every k-th of the n observed points, k = max(1, floor(n / max_icp_points)): below twice this many
+    # all are used, and more are thinned to between this many and just under twice as many, so this is not a hard
+    # cap. A near car returns thousands, and beyond a few hundred the pose no longer improves while the cost grows
+    # linearly.
     max_icp_points: int = 600
     model_voxel_m: float = 0.08
     # Objects shorter than this (pedestrians) show no heading in their points: translation only.
@@ -260,10 +262,14 @@ def propagate_drive(
             progress(step, total_steps)
         return bool(cancel is not None and cancel())
 
-    # Sweeps read again later are kept: keyframe frames (pass 1, then pass 2) and frames before some track's first
-    # keyframe (pass 2, then the backward pass 3). Every other sweep is read once.
+    # Every sweep is read once. Keyframe sweeps are kept from pass 1 for pass 2, and the sweeps before the latest
+    # first keyframe from pass 2 for the backward pass 3 (the only frames it visits); pass 2 drops every other
+    # sweep once it is done with it.
+    last_first = max(int(w.key_frames[0]) for w in works)
+    backward = has_points and config.extrapolate
     reused = {int(f) for w in works for f in w.key_frames}
-    reused |= set(range(max(int(w.key_frames[0]) for w in works)))
+    if backward:
+        reused |= set(range(last_first))
     cache: dict[int, _SweepWorld | None] = {}
 
     def sweep(frame: int):
@@ -320,17 +326,20 @@ def propagate_drive(
                         w.results[frame] = _fit(w, config, data, prior, t)
                 elif config.extrapolate and data is not None:
                     _extrapolate_step(w, config, frame, frame - 1, frame_times, world_SE3_ego_frames, data)
+            if not backward or frame >= last_first:
+                cache.pop(frame, None)
             if tick():
                 report.cancelled = True
                 return report
 
-    # Pass 3: backward extrapolation.
-    if has_points and config.extrapolate:
+    # Pass 3: backward extrapolation, over the frames before the latest first keyframe (a tick for every frame).
+    if backward:
         for frame in range(num_frames - 1, -1, -1):
-            data = sweep(frame)
-            for w in works:
-                if frame < int(w.key_frames[0]) and data is not None:
-                    _extrapolate_step(w, config, frame, frame + 1, frame_times, world_SE3_ego_frames, data)
+            if frame < last_first:
+                data = sweep(frame)
+                for w in works:
+                    if frame < int(w.key_frames[0]) and data is not None:
+                        _extrapolate_step(w, config, frame, frame + 1, frame_times, world_SE3_ego_frames, data)
             if tick():
                 report.cancelled = True
                 return report

@@ -79,11 +79,12 @@ def object_frame_points(points_world: np.ndarray, world_SE3_object: SE3, lwh_m: 
     return local[keep]
 
 
-def build_object_model(parts_object: list[np.ndarray], voxel_m: float = 0.05) -> np.ndarray:
+def build_object_model(parts_object: list[np.ndarray], voxel_m: float) -> np.ndarray:
     """Merge object-frame point sets from several keyframes into one model, voxel down-sampled with Open3D.
 
     Args:
         parts_object: list of (M_i,3) arrays in the object frame.
+        voxel_m: voxel edge in metres (propagation passes ``PropagationConfig.model_voxel_m``).
 
     Returns:
         (Q,3) float64 model points (Q may be 0).

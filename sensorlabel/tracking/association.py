@@ -86,7 +86,8 @@ class Association:
     """Result of one association step.
 
     Attributes:
-        matches: (K, 2) int64 pairs (track row, detection row).
+        matches: (K, 2) int64 pairs (track row, detection row), sorted by track row (callers rely on it:
+            :meth:`sensorlabel.tracking.tracker.Tracker._match` splits them by group with ``searchsorted``).
         affinity: (K,) affinity of each match.
         unmatched_tracks: (T - K,) track rows.
         unmatched_detections: (D - K,) detection rows.

@@ -221,9 +221,7 @@ class Tracker:
         self.config = config or TrackerConfig()
         self._model_names = sorted(MOTION_MODELS)
         self._groups = [_TrackGroup(make_motion_model(name, self.config.noise)) for name in self._model_names]
-        self._class_index: dict[str, int] = {}
-        self._class_names: list[str] = []
-        self._names = np.zeros(0, dtype=str)
+        self._names = np.zeros(0, dtype=str)  # class name by class index
         self._metric = np.zeros(0, np.int64)
         self._threshold = np.zeros(0)
         self._min_hits = np.zeros(0, np.int64)
@@ -238,11 +236,10 @@ class Tracker:
         self._last_time_s: float | None = None
 
     # ----- classes ----------------------------------------------------------------------------------------------
-    def _add_class(self, name: str) -> int:
+    def _add_class(self, name: str) -> None:
+        """Give class ``name`` the next class index, with its config (``default`` for a name not in ``classes``)."""
         cfg = self.config.classes.get(name, self.config.default)
-        self._class_index[name] = len(self._class_names)
-        self._class_names.append(name)
-        self._names = np.asarray(self._class_names, dtype=str)
+        self._names = np.append(self._names, name)
         self._metric = np.append(self._metric, metric_code(cfg.metric))
         self._threshold = np.append(self._threshold, cfg.threshold)
         self._min_hits = np.append(self._min_hits, cfg.min_hits)
@@ -251,7 +248,6 @@ class Tracker:
         order = np.argsort(self._names)
         self._sorted_names = self._names[order]
         self._sorted_index = order.astype(np.int64)
-        return self._class_index[name]
 
     def _classes_of(self, labels: np.ndarray) -> np.ndarray:
         """(D,) class indices of labels (vectorised lookup in the sorted known names; unknown labels are added)."""
@@ -273,6 +269,11 @@ class Tracker:
         group.x[rows], group.P[rows] = group.model.update(group.x.take(rows, axis=0), group.P.take(rows, axis=0), box7)
 
     def _associate(self, tracks_box7, track_class, detections_box7, detection_class, track_stream, detection_stream):
+        """One :class:`~sensorlabel.tracking.association.Association` of the frame.
+
+        An override must return ``matches`` sorted by track row, as :func:`associate` does: :meth:`_match` splits
+        them among the motion-model groups with ``searchsorted``.
+        """
         return associate(tracks_box7, track_class, detections_box7, detection_class, self._metric,
                          self._threshold, self.config.gate_margin_m, track_stream, detection_stream)
 
@@ -350,7 +351,8 @@ class Tracker:
             if len(active) == 1:
                 self._update_matched(active[0], m_track, m_det, box7, scores, det_ids)
             else:
-                # Track rows of the groups are consecutive in `pred`; the matches come sorted by track row.
+                # Track rows of the groups are consecutive in `pred`; the matches come sorted by track row
+                # (Association.matches), so each group's matches are one slice.
                 offsets = np.cumsum([0] + [g.n for g in active])
                 bounds = np.searchsorted(m_track, offsets).tolist()
                 for k, g in enumerate(active):
@@ -370,18 +372,17 @@ class Tracker:
         g.score[rows] = scores.take(dets)
 
     def _start_tracks(self, new, box7, det_class, scores, det_ids, det_stream) -> None:
-        """Tentative tracks for the detection rows `new`, in the group of their class's motion model."""
+        """Tentative tracks for the (non-empty) detection rows `new`, in the group of their class's motion model."""
         new_class = det_class[new]
         new_group = self._group_of_class[new_class]
-        first = int(new_group[0])
-        for gi, g in enumerate(self._groups):
-            if new_group.size and (gi == first and (new_group == first).all()):
+        groups = np.unique(new_group)
+        for gi in groups.tolist():
+            if groups.size == 1:
                 dets, cls = new, new_class
             else:
                 sel = new_group == gi
-                if not sel.any():
-                    continue
                 dets, cls = new[sel], new_class[sel]
+            g = self._groups[gi]
             k = dets.size
             x, P = g.model.initiate(box7[dets])
             meta = np.empty((k, 7), np.int64)
@@ -394,8 +395,6 @@ class Tracker:
             meta[:, _STREAM] = det_stream[dets]
             self._next_id += k
             g.append(x, P, meta, scores[dets])
-            if k == new.size:
-                break
 
     def _output(self) -> TrackOutput:
         parts = []
@@ -459,19 +458,6 @@ def boxes_to_box7(boxes: Boxes) -> np.ndarray:
     return np.concatenate([boxes.center_m, boxes.yaw_rad[:, None], boxes.lwh_m], axis=1)
 
 
-def _box7_in_frame(box7: np.ndarray, x_axis: np.ndarray, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
-    """box7 rows moved by ``target_SE3_source`` = (rotation (3,3), translation (3,)), raw arrays only.
-
-    ``x_axis`` (N, 3) is each box's own x axis in the source frame; the heading in the target frame is that of the
-    moved axis about +z, as :meth:`Boxes.transform` then :func:`boxes_to_box7` give, also for tilted boxes.
-    """
-    out = box7.copy()
-    out[:, :3] = box7[:, :3] @ rotation.T + translation
-    axis = x_axis @ rotation.T
-    out[:, 3] = np.arctan2(axis[:, 1], axis[:, 0])
-    return out
-
-
 def track_sequence(
     detections_ego: Sequence[Boxes],
     timestamps_ns: np.ndarray,
@@ -480,9 +466,9 @@ def track_sequence(
 ) -> list[Boxes]:
     """Track a whole sequence, compensating the ego motion when poses are given.
 
-    The detections of all frames become box7 rows in one conversion, each frame's rows move to the world frame as raw
-    arrays, and the tracks of all frames come back as Boxes in one batched transform: no frame pays for building and
-    validating Boxes or for quaternion conversions of its own.
+    The detections of all frames move to the world frame in one batched transform and become box7 rows in one
+    conversion, and the tracks of all frames come back as Boxes in one batched transform: no frame pays for building
+    and validating Boxes or for quaternion conversions of its own.
 
     Args:
         detections_ego: per frame, the detections in that frame's ego frame (z up), with label and score.
@@ -505,19 +491,16 @@ def track_sequence(
         return []
     tracker = Tracker(config)
     every = Boxes.concatenate(list(detections_ego))
-    bounds = np.cumsum([0] + [len(b) for b in detections_ego]).tolist()
-    box7_ego = boxes_to_box7(every)
-    if world_SE3_ego is not None:
-        x_axis_ego = every.rotation[:, :, 0]
-        rotations = world_SE3_ego.rotation.reshape(n, 3, 3)
-        translations = world_SE3_ego.translation.reshape(n, 3)
+    sizes = [len(b) for b in detections_ego]
+    bounds = np.cumsum([0] + sizes).tolist()
+    if world_SE3_ego is not None and len(every):
+        every = every.transform(world_SE3_ego[np.repeat(np.arange(n), sizes)])
+    box7_all = boxes_to_box7(every)
     t0 = int(timestamps_ns[0])
     outputs = []
     for i in range(n):
-        box7 = box7_ego[bounds[i]:bounds[i + 1]]
-        if world_SE3_ego is not None:
-            box7 = _box7_in_frame(box7, x_axis_ego[bounds[i]:bounds[i + 1]], rotations[i], translations[i])
-        outputs.append(tracker.update(box7, every.label[bounds[i]:bounds[i + 1]], every.score[bounds[i]:bounds[i + 1]],
+        lo, hi = bounds[i], bounds[i + 1]
+        outputs.append(tracker.update(box7_all[lo:hi], every.label[lo:hi], every.score[lo:hi],
                                       (int(timestamps_ns[i]) - t0) * 1e-9))
     frame, stacked = stack_outputs(outputs)
     tracks = stacked.to_boxes()

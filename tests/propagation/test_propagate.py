@@ -31,9 +31,15 @@ def sim_drive(tmp_path_factory):
     return sim, drive, truth, frame
 
 
-def test_propagation_fills_between_keyframes_accurately_and_leaves_humans_alone(sim_drive, tmp_path):
-    sim, drive, truth, frame = sim_drive
-    gt = GroundTruth(frame, truth, drive.frame_timestamps_ns, drive.world_SE3_ego(drive.frame_timestamps_ns))
+@pytest.fixture(scope="module")
+def gt(sim_drive):
+    """The simulator truth as GroundTruth (frame times and ego poses are those of every drive written from it)."""
+    _, drive, truth, frame = sim_drive
+    return GroundTruth(frame, truth, drive.frame_timestamps_ns, drive.world_SE3_ego(drive.frame_timestamps_ns))
+
+
+def test_propagation_fills_between_keyframes_accurately_and_leaves_humans_alone(sim_drive, gt):
+    _, drive, truth, frame = sim_drive
     key = keyframe_mask(gt, 5, protocol="track")
     ids = store_keyframes(drive.labels, frame, truth, key)
     before = drive.labels.query(sources=["human"])
@@ -68,10 +74,9 @@ def test_propagation_fills_between_keyframes_accurately_and_leaves_humans_alone(
     assert np.array_equal(again[again.source == "human"].boxes.center_m, human.boxes.center_m)
 
 
-def test_cancel_writes_nothing_and_a_human_edit_survives(sim_drive, tmp_path):
+def test_cancel_writes_nothing_and_a_human_edit_survives(sim_drive, gt, tmp_path):
     sim, _, truth, frame = sim_drive
     drive = write_sim_drive(sim, tmp_path / "again.drive")
-    gt = GroundTruth(frame, truth, drive.frame_timestamps_ns, drive.world_SE3_ego(drive.frame_timestamps_ns))
     key = keyframe_mask(gt, 5, protocol="track")
     store_keyframes(drive.labels, frame, truth, key)
     n_before = len(drive.labels.query())
@@ -88,9 +93,8 @@ def test_cancel_writes_nothing_and_a_human_edit_survives(sim_drive, tmp_path):
     assert kept.source[0] == "human" and np.allclose(kept.boxes.center_m, odd.center_m)
 
 
-def test_evaluation_ranks_methods_on_the_simulator(sim_drive):
-    _, drive, truth, frame = sim_drive
-    gt = GroundTruth(frame, truth, drive.frame_timestamps_ns, drive.world_SE3_ego(drive.frame_timestamps_ns))
+def test_evaluation_ranks_methods_on_the_simulator(sim_drive, gt):
+    _, drive, _, _ = sim_drive
     res = evaluate_propagation(gt, (5,), drive=drive, config=PropagationConfig(refine=False))["5"]
     share = {m: res[m]["all"]["share_iou_ok"] for m in res}
     assert share["ours"] >= share["linear_world"] >= share["linear_sensor"] > share["copy_last"]

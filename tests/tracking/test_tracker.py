@@ -183,7 +183,7 @@ def test_unknown_class_uses_default_config():
     assert out.label.tolist() == ["Bus"] and out.track_id.tolist() == [0]
 
 
-def test_many_tracks_grow_the_arrays_and_empty_frames_cost_nothing():
+def test_many_tracks_grow_the_arrays_and_coast_through_empty_frames():
     # 150 cars in a grid (past the 64 preallocated rows), two motion models at once, and frames with nothing.
     rng = np.random.default_rng(0)
     grid = np.stack(np.meshgrid(np.arange(15) * 10.0, np.arange(10) * 10.0), -1).reshape(-1, 2)
