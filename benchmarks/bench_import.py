@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sensorlabel.formats.fileio import prefetch
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
 SEQUENCE = "0000"
@@ -77,12 +79,7 @@ def _make_sequences(root: Path, n: int) -> tuple[Path, Path, list[Path], list[Pa
 
 def _drop_from_page_cache(paths: list[Path]) -> None:
     """Evict the (clean) pages of ``paths`` so that the next read comes from the disk; no root needed."""
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    prefetch(paths, advice=os.POSIX_FADV_DONTNEED)
 
 
 def _timed(fn) -> float:

@@ -18,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from sensorlabel.errors import FormatError
 
@@ -117,11 +117,22 @@ def progress(iterable: Iterable[_T], *, total: int | None = None, desc: str = ""
     return tqdm(iterable, total=total, desc=desc, unit="item", leave=False)
 
 
-def atomic_write_bytes(path: str | Path, content: bytes) -> Path:
-    """Write ``content`` to ``path`` through a temporary sibling and ``os.replace``: readers never see half a file.
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Create ``path`` by streaming into a temporary sibling and ``os.replace``: readers never see half a file.
+
+    ``write(handle)`` writes the content to a binary file handle (e.g. ``lambda fh: np.savez(fh, **arrays)``), so the
+    content is never held in memory as a whole. On any failure the temporary file is removed and ``path`` is left as
+    it was. No fsync: these are derived or exported files, written per frame, and an fsync each costs ~20x the write.
+
+    Args:
+        path: the file to create or replace (its folder is created when missing).
+        write: handle -> anything; writes the whole content. Its exceptions other than OSError pass through.
+
+    Returns:
+        ``path``.
 
     Raises:
-        FormatError: the file cannot be written (naming it).
+        FormatError: the file cannot be written (naming it and the OS reason).
     """
     path = Path(path)
     try:
@@ -131,13 +142,25 @@ def atomic_write_bytes(path: str | Path, content: bytes) -> Path:
         raise FormatError(path, f"cannot write: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
+            write(handle)
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise FormatError(path, f"cannot write: {exc.strerror or exc}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
-__all__ = ["EXPORTERS", "IMPORTERS", "atomic_write_bytes", "export_drive", "get_exporter", "get_importer",
-           "import_drive", "progress", "show_progress"]
+def atomic_write_bytes(path: str | Path, content: bytes) -> Path:
+    """Write ``content`` to ``path`` atomically (see :func:`atomic_write`).
+
+    Raises:
+        FormatError: the file cannot be written (naming it).
+    """
+    return atomic_write(path, lambda handle: handle.write(content))
+
+
+__all__ = ["EXPORTERS", "IMPORTERS", "atomic_write", "atomic_write_bytes", "export_drive", "get_exporter",
+           "get_importer", "import_drive", "progress", "show_progress"]

@@ -213,6 +213,9 @@ def import_av2(src: str | os.PathLike, out: str | os.PathLike, *, overwrite: boo
     camera_files = {
         name: sorted((src / "sensors" / "cameras" / name).glob("*.jpg"), key=lambda p: p.stem) for name in calibration
     }
+    bad_name = next((path for files in camera_files.values() for path in files if not path.stem.isdigit()), None)
+    if bad_name is not None:
+        raise FormatError(bad_name, f"image file name is not a timestamp in ns: {bad_name.name!r}")
     ann_path = src / "annotations.feather"
     if ann_path.is_file():
         ann_ts, boxes, uuids = read_av2_annotations(ann_path)
@@ -230,10 +233,9 @@ def import_av2(src: str | os.PathLike, out: str | os.PathLike, *, overwrite: boo
                                              desc="av2 lidar"):
             writer.append_lidar_sweep("lidar", points, LIDAR_FIELDS, timestamp_ns)
         for name, files in camera_files.items():
-            for path in files:
-                if not path.stem.isdigit():
-                    raise FormatError(path, f"image file name is not a timestamp in ns: {path.name!r}")
-                writer.append_camera_image(name, read_nonempty_bytes(path), int(path.stem))
+            encoded = read_ahead(read_nonempty_bytes, files)
+            for path, data in progress(zip(files, encoded), total=len(files), desc=f"av2 {name}"):
+                writer.append_camera_image(name, data, int(path.stem))
         writer.write_poses(pose_ts, city_SE3_ego)
         drive = writer.finalize(frame_ts)
     if len(boxes):

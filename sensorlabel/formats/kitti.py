@@ -57,7 +57,13 @@ from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import FormatError
 from sensorlabel.formats import atomic_write_bytes
-from sensorlabel.formats.fileio import image_file_size, read_ahead, read_file_bytes, read_nonempty_bytes
+from sensorlabel.formats.fileio import (
+    image_file_size,
+    read_ahead,
+    read_file_bytes,
+    read_float32_records,
+    read_nonempty_bytes,
+)
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.lie import wrap_angle
 from sensorlabel.geometry.se3 import SE3
@@ -613,22 +619,7 @@ def read_kitti_velodyne(path: str | os.PathLike) -> np.ndarray:
     Raises:
         FormatError: unreadable, empty, a size that is not a whole number of 16-byte records, or non-finite values.
     """
-    path = Path(path)
-    try:
-        raw = np.fromfile(path, dtype="<f4")
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
-    if raw.size == 0:
-        raise FormatError(path, "empty Velodyne file (no points)")
-    if raw.size % 4:
-        raise FormatError(path, f"size {raw.size * 4} bytes is not a multiple of 16 (x y z reflectance as float32)")
-    points = raw.reshape(-1, 4)
-    # min and max propagate NaN and reach +-inf when any value is infinite: two cheap float32 passes (no float64
-    # conversion, no boolean mask) decide exactly whether every value is finite
-    if not (np.isfinite(raw.min()) and np.isfinite(raw.max())):
-        i = int(np.flatnonzero(~np.isfinite(points).all(axis=1))[0])
-        raise FormatError(path, f"point {i} is not finite: {points[i].tolist()}")
-    return points
+    return read_float32_records(path, ("x", "y", "z", "reflectance"))
 
 
 def read_oxts(paths: list[Path]) -> np.ndarray:

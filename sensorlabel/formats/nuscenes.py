@@ -39,7 +39,13 @@ import numpy as np
 
 from sensorlabel.errors import FormatError
 from sensorlabel.formats import atomic_write_bytes
-from sensorlabel.formats.fileio import encoded_image_size, read_ahead, read_json, read_nonempty_bytes
+from sensorlabel.formats.fileio import (
+    image_file_size,
+    read_ahead,
+    read_float32_records,
+    read_json,
+    read_nonempty_bytes,
+)
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.se3 import SE3
 
@@ -125,19 +131,7 @@ def read_nuscenes_lidar(path: str | os.PathLike) -> np.ndarray:
     Raises:
         FormatError: unreadable, empty, not a whole number of 20-byte records, or non-finite values.
     """
-    path = Path(path)
-    try:
-        raw = np.fromfile(path, dtype="<f4")
-    except OSError as exc:
-        raise FormatError(path, f"cannot read: {exc.strerror or exc}") from None
-    if raw.size == 0 or raw.size % 5:
-        raise FormatError(path, f"size {raw.size * 4} bytes is not a positive multiple of 20 (5 float32 per point)")
-    points = raw.reshape(-1, 5)
-    finite = np.isfinite(points).all(axis=1)
-    if not finite.all():
-        i = int(np.flatnonzero(~finite)[0])
-        raise FormatError(path, f"point {i} is not finite: {points[i].tolist()}")
-    return points
+    return read_float32_records(path, LIDAR_FIELDS)
 
 
 _MAX_TIME_S = 2**62 / 1e9  # int64 nanoseconds, with room for offsets
@@ -152,6 +146,18 @@ def _s_to_ns(path: Path, seconds: float, where: str) -> int:
     if not 0 <= float(seconds) < _MAX_TIME_S:
         raise FormatError(path, f"{where}: timestamp {seconds} s is outside 0..{_MAX_TIME_S:.3g} s")
     return int(round(float(seconds) * 1e6)) * 1000
+
+
+def _us_to_ns(path: Path, value, where: str) -> int:
+    """A v1.0 table's ``timestamp`` (integer microseconds) in nanoseconds.
+
+    Raises:
+        FormatError: not a number (null, a string, a bool) or a time that does not fit int64 nanoseconds.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < _MAX_TIME_S * 1e6:
+        raise FormatError(path, f"{where}: timestamp {value!r} is not a time in microseconds in "
+                                f"0..{_MAX_TIME_S * 1e6:.3g}")
+    return int(value) * 1000
 
 
 # ======================================================================================================================
@@ -201,6 +207,7 @@ def _find_data(json_path: Path, name: str, where: str) -> Path:
 
 def _import_info_json(path: Path, out: Path, overwrite: bool):
     from sensorlabel.drive import Drive, SensorCalibration
+    from sensorlabel.formats import progress
     from sensorlabel.geometry.camera import PinholeCamera
 
     info = read_json(path)
@@ -220,7 +227,7 @@ def _import_info_json(path: Path, out: Path, overwrite: bool):
         where = f"images.{cam}"
         K = _numbers(path, _field(path, cam_info, "cam2img", where), (3, 3), f"{where}.cam2img")
         img_path = _find_data(path, str(_field(path, cam_info, "img_path", where)), where)
-        width, height = encoded_image_size(img_path, read_nonempty_bytes(img_path))
+        width, height = image_file_size(img_path)
         sensors[cam] = SensorCalibration(cam, "camera", _rigid(path, _field(path, cam_info, "cam2ego", where),
                                                                f"{where}.cam2ego"),
                                          PinholeCamera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], width, height))
@@ -235,23 +242,29 @@ def _import_info_json(path: Path, out: Path, overwrite: bool):
     order = np.argsort(lidar_ts, kind="stable")
     metadata = {"nuscenes": {"source": "mmdet3d-info", "sample_tokens": [tokens[i] for i in order],
                              "version": str(info["metainfo"].get("version", ""))}}
+    bin_paths = []
+    for i in order:
+        where = f"data_list[{i}]"
+        bin_paths.append(_find_data(path, str(_field(path, samples[i]["lidar_points"], "lidar_path", where)), where))
+    camera_records = {}
+    for cam in images:
+        cam_records = []
+        for i in order:
+            cam_info = _field(path, samples[i]["images"], cam, f"data_list[{i}].images")
+            t = _s_to_ns(path, _numbers(path, _field(path, cam_info, "timestamp", cam), (), f"{cam}.timestamp"),
+                         f"{cam}.timestamp")
+            cam_records.append((t, _find_data(path, str(cam_info["img_path"]), cam)))
+        camera_records[cam] = sorted(cam_records)
     name = out.name.removesuffix(".drive")
     with Drive.create(out, name=name, source_format="nuscenes", sensors=sensors, overwrite=overwrite,
                       metadata=metadata) as writer:
-        for i in order:
-            sample = samples[i]
-            where = f"data_list[{i}]"
-            bin_path = _find_data(path, str(_field(path, sample["lidar_points"], "lidar_path", where)), where)
-            writer.append_lidar_sweep("LIDAR_TOP", read_nuscenes_lidar(bin_path), LIDAR_FIELDS, lidar_ts[i])
-        for cam in images:
-            cam_records = []
-            for i in order:
-                cam_info = _field(path, samples[i]["images"], cam, f"data_list[{i}].images")
-                t = _s_to_ns(path, _numbers(path, _field(path, cam_info, "timestamp", cam), (), f"{cam}.timestamp"),
-                             f"{cam}.timestamp")
-                cam_records.append((t, _find_data(path, str(cam_info["img_path"]), cam)))
-            for t, img in sorted(cam_records):
-                writer.append_camera_image(cam, read_nonempty_bytes(img), t)
+        sweeps = read_ahead(read_nuscenes_lidar, bin_paths)
+        for i, points in progress(zip(order, sweeps), total=len(order), desc="LIDAR_TOP"):
+            writer.append_lidar_sweep("LIDAR_TOP", points, LIDAR_FIELDS, lidar_ts[i])
+        for cam, cam_records in camera_records.items():
+            encoded = read_ahead(read_nonempty_bytes, [img for _, img in cam_records])
+            for (t, _), data in progress(zip(cam_records, encoded), total=len(cam_records), desc=cam):
+                writer.append_camera_image(cam, data, t)
         writer.write_poses(np.asarray(lidar_ts, np.int64)[order], SE3.stack([pose_list[i] for i in order]))
         drive = writer.finalize(np.asarray(lidar_ts, np.int64)[order])
     frames = np.concatenate([np.full(len(boxes_per_frame[i]), f, np.int64) for f, i in enumerate(order)])
@@ -300,6 +313,11 @@ def _lookup(path: Path, table: dict, token, what: str) -> dict:
     return table[token]
 
 
+def _sample_data_ns(path: Path, sd: dict) -> int:
+    where = f"sample_data {sd.get('token')}"
+    return _us_to_ns(path, _field(path, sd, "timestamp", where), where)
+
+
 def _import_tables(root: Path, tables_dir: Path, out: Path, overwrite: bool, scene_name: str | None):
     from sensorlabel.drive import Drive, SensorCalibration
     from sensorlabel.formats import progress
@@ -317,7 +335,8 @@ def _import_tables(root: Path, tables_dir: Path, out: Path, overwrite: bool, sce
     scene = scenes[0]
     # keyframe samples of the scene, in time order
     samples = [s for s in t["sample"].values() if s.get("scene_token") == scene["token"]]
-    samples.sort(key=lambda s: int(_field(p["sample"], s, "timestamp", "sample")))
+    samples.sort(key=lambda s: _us_to_ns(p["sample"], _field(p["sample"], s, "timestamp", "sample"),
+                                         f"sample {s.get('token')}"))
     if not samples:
         raise FormatError(p["sample"], f"scene {scene.get('name')!r} has no samples")
     sample_index = {s["token"]: i for i, s in enumerate(samples)}
@@ -343,20 +362,21 @@ def _import_tables(root: Path, tables_dir: Path, out: Path, overwrite: bool, sce
         K = _numbers(p["calibrated_sensor"], cs.get("camera_intrinsic"), (3, 3), f"calibrated_sensor {cs['token']} camera_intrinsic")
         width, height = int(sd.get("width", 0)), int(sd.get("height", 0))
         if width <= 0 or height <= 0:
-            img = root / str(sd.get("filename", ""))
-            width, height = encoded_image_size(img, read_nonempty_bytes(img))
+            width, height = image_file_size(root / str(sd.get("filename", "")))
         sensors[channel] = SensorCalibration(channel, "camera", ego_SE3_sensor,
                                              PinholeCamera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], width, height))
     missing = [s["token"] for s in samples if s["token"] not in keyframe_data[lidar]]
     if missing:
         raise FormatError(p["sample_data"], f"samples without a keyframe {lidar}: {missing[:5]}")
     lidar_sd = [keyframe_data[lidar][s["token"]] for s in samples]
-    frame_ts = np.array([int(sd["timestamp"]) * 1000 for sd in lidar_sd], dtype=np.int64)
+    frame_ts = np.array([_sample_data_ns(p["sample_data"], sd) for sd in lidar_sd], dtype=np.int64)
     used = [sd for channel in sensors for sd in keyframe_data[channel].values()]
     poses = {}
     for sd in used:
         ep = _lookup(p["ego_pose"], t["ego_pose"], sd.get("ego_pose_token"), "ego_pose")
-        poses[int(ep["timestamp"]) * 1000] = _pose(p["ego_pose"], ep, f"ego_pose {ep['token']}")
+        where = f"ego_pose {ep['token']}"
+        poses[_us_to_ns(p["ego_pose"], _field(p["ego_pose"], ep, "timestamp", where), where)] = _pose(
+            p["ego_pose"], ep, where)
     pose_ts = np.array(sorted(poses), dtype=np.int64)
     # annotations (validated before anything is written): global -> ego at the lidar keyframe
     anns = [a for a in t["sample_annotation"].values() if a.get("sample_token") in sample_index]
@@ -377,6 +397,10 @@ def _import_tables(root: Path, tables_dir: Path, out: Path, overwrite: bool, sce
             inst = _lookup(p["instance"], t["instance"], token, "instance")
             category = _lookup(p["category"], t["category"], inst.get("category_token"), "category")
             track_labels.append(str(category.get("name")))
+    # camera images in time order (each channel's timestamps validated before anything is written)
+    camera_records = {channel: sorted(((_sample_data_ns(p["sample_data"], sd), root / str(sd.get("filename")))
+                                       for sd in keyframe_data[channel].values()), key=lambda r: r[0])
+                      for channel in sensors if channel != lidar}
     metadata = {"nuscenes": {"source": "tables", "version": tables_dir.name, "scene": scene.get("name"),
                              "scene_token": scene["token"], "sample_tokens": [s["token"] for s in samples]}}
     with Drive.create(out, name=str(scene.get("name", out.stem)), source_format="nuscenes", sensors=sensors,
@@ -385,11 +409,10 @@ def _import_tables(root: Path, tables_dir: Path, out: Path, overwrite: bool, sce
         for ts, points in progress(zip(frame_ts, read_ahead(read_nuscenes_lidar, sweep_paths)), total=len(lidar_sd),
                                    desc=lidar):
             writer.append_lidar_sweep(lidar, points, LIDAR_FIELDS, int(ts))
-        for channel in sensors:
-            if channel == lidar:
-                continue
-            for sd in sorted(keyframe_data[channel].values(), key=lambda r: int(r["timestamp"])):
-                writer.append_camera_image(channel, read_nonempty_bytes(root / str(sd.get("filename"))), int(sd["timestamp"]) * 1000)
+        for channel, records in camera_records.items():
+            encoded = read_ahead(read_nonempty_bytes, [img for _, img in records])
+            for (ts, _), data in progress(zip(records, encoded), total=len(records), desc=channel):
+                writer.append_camera_image(channel, data, ts)
         writer.write_poses(pose_ts, SE3.stack([poses[k] for k in pose_ts]))
         drive = writer.finalize(frame_ts)
     if anns:

@@ -41,7 +41,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from sensorlabel.errors import CalibrationError, FormatError, InvalidTransformError
-from sensorlabel.formats.fileio import encoded_image_size, read_ahead, read_file_bytes, read_json, read_nonempty_bytes
+from sensorlabel.formats.fileio import image_file_size, read_ahead, read_file_bytes, read_json, read_nonempty_bytes
 from sensorlabel.formats import atomic_write_bytes
 from sensorlabel.formats.pcd import MAX_SWEEP_SPAN_S, columns_to_lidar_points, parse_pcd_header, read_pcd_payload
 from sensorlabel.geometry.boxes import Boxes
@@ -291,7 +291,7 @@ def import_sustech(
         if not calib_path.is_file():
             raise FormatError(calib_path, f"camera {cam_dir.name!r} has images but no calibration file")
         calib = read_sustech_calib(calib_path)
-        width, height = encoded_image_size(images[0][1], read_nonempty_bytes(images[0][1]))
+        width, height = image_file_size(images[0][1])
         K = calib.K
         try:
             model = PinholeCamera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], width, height)
@@ -315,8 +315,9 @@ def import_sustech(
                                                    desc=f"import {src.name}"):
             writer.append_lidar_sweep(lidar_name, points, fields, int(stamp))
         for cam_name, images in camera_files.items():
-            for i, path in images:
-                writer.append_camera_image(cam_name, read_nonempty_bytes(path), int(frame_ns[i]))
+            encoded = read_ahead(read_nonempty_bytes, [path for _, path in images])
+            for (i, _), data in progress(zip(images, encoded), total=len(images), desc=cam_name):
+                writer.append_camera_image(cam_name, data, int(frame_ns[i]))
         drive = writer.finalize()
     _store_labels(drive, labels)
     return drive

@@ -14,7 +14,6 @@ Outputs, written beside the drive in ``X.drive/fusion/`` (each file written to a
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sensorlabel.formats import atomic_write_bytes
+from sensorlabel.formats import atomic_write, atomic_write_bytes
 from sensorlabel.fusion.aggregation import SweepInput, aggregate_sweeps
 from sensorlabel.fusion.calibcheck import (
     CalibCheckConfig,
@@ -98,12 +97,6 @@ class FuseReport:
         lines.append(f"flagged frames ({len(self.flagged)}): " + (", ".join(f"{f}:{c}" for f, c in self.flagged)
                                                                   if self.flagged else "none"))
         return "\n".join(lines)
-
-
-def _npz_bytes(**arrays: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
 
 
 def _boxes_at(drive, frame: int) -> Boxes:
@@ -228,12 +221,12 @@ def fuse_drive(drive, config: FuseConfig = FuseConfig(), out_dir: str | os.PathL
             if col is not None:
                 sl = slice(color_offsets[f], color_offsets[f + 1])
                 rgb[sl], seen[sl], cam_idx[sl] = col.rgb, col.seen, col.camera_index
-        atomic_write_bytes(out / "colors.npz", _npz_bytes(rgb=rgb, seen=seen, camera_index=cam_idx,
-                                                          offsets=np.asarray(color_offsets, np.int64)))
+        atomic_write(out / "colors.npz", lambda fh: np.savez(fh, rgb=rgb, seen=seen, camera_index=cam_idx,
+                                                             offsets=np.asarray(color_offsets, np.int64)))
     if config.aggregate_sweeps > 1:
         pts = np.concatenate(agg_points) if agg_points else np.zeros((0, 3), np.float32)
         src = np.concatenate(agg_sweep) if agg_sweep else np.zeros(0, np.int16)
-        atomic_write_bytes(out / "aggregate.npz", _npz_bytes(points=pts, sweep_offset=src,
-                                                             offsets=np.asarray(agg_offsets, np.int64)))
+        atomic_write(out / "aggregate.npz", lambda fh: np.savez(fh, points=pts, sweep_offset=src,
+                                                                offsets=np.asarray(agg_offsets, np.int64)))
     logger.info("fused %d frames into %s (%d flagged)", drive.num_frames, out, len(flagged))
     return FuseReport(out, stats, flagged)

@@ -201,3 +201,22 @@ def test_tables_bad_input(tmp_path):
         import_nuscenes(root, tmp_path / "a.drive")
     with pytest.raises(FormatError, match="not a nuScenes dataroot"):
         import_nuscenes(tmp_path / "empty", tmp_path / "b.drive")
+
+
+@pytest.mark.parametrize("value", [None, "12:00:01", 10**30, float("nan")])
+@pytest.mark.parametrize("table, index", [("sample", 1), ("sample_data", 2), ("sample_data", 3), ("ego_pose", 3)])
+def test_tables_bad_timestamp_names_file_field_and_value(tmp_path, table, index, value):
+    """A null, non-numeric or out-of-range ``timestamp`` (lidar or camera sample_data, ego_pose, sample) is a
+    FormatError naming the table file, the record, the field and the value; nothing is written."""
+    root = tmp_path / "nuscenes"
+    tables = _write_dataroot(root, np.random.default_rng(2))
+    records = tables[table]
+    records[index]["timestamp"] = value
+    path = root / "v1.0-mini" / f"{table}.json"
+    path.write_text(json.dumps(records))
+    with pytest.raises(FormatError) as info:
+        import_nuscenes(root, tmp_path / "bad.drive")
+    message = str(info.value)
+    assert str(path) in message and records[index]["token"] in message and "timestamp" in message
+    assert repr(value) in message
+    assert not (tmp_path / "bad.drive").exists()
