@@ -147,8 +147,8 @@ class Controller(QtCore.QObject):
         self.refresh_frame()
 
     def refresh_frame(self) -> None:
-        """Draw the current frame: its prepared sensor data (cached, usually prefetched), then its boxes; then
-        start preparing the next frame in the stepping direction on the worker thread."""
+        """Draw the current frame: its prepared sensor data (cached, usually prefetched), then its boxes; then mark
+        the next frames for prefetching (the window starts them once it has painted this one: :meth:`prefetch_next`)."""
         s, w = self.session, self.window
         render = s.frame_render(color_mode=self.color_mode)
         w.view3d.set_points(s.frame_data().points_ego, render.rgba)

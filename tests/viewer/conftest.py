@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("LIBGL_ALWAYS_SOFTWARE", "1")
@@ -38,6 +39,15 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if item.get_closest_marker("gl"):
                 item.add_marker(skip)
+
+def grab_rgb(widget) -> np.ndarray:
+    """(h,w,3) uint8 RGB screenshot of a widget (``QWidget.grab``)."""
+    from PySide6 import QtGui
+
+    img = widget.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    return np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())[:, : 3 * img.width()] \
+        .reshape(img.height(), img.width(), 3).copy()
+
 
 SMALL_SIM = dict(seed=3, num_frames=4, num_beams=24, azimuth_steps=720, num_cameras=2, image_size_px=(320, 180),
                  num_cars=8, num_pedestrians=3, num_cyclists=1)

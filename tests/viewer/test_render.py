@@ -74,9 +74,13 @@ def test_prefetch_prepares_the_same_frame_as_a_synchronous_load(sim_and_drive):
     future = ahead.prefetch(2, "intensity", boxes)
     assert future is not None
     future.result(timeout=60)
+    # What the prefetch put in the cache, taken right after it completed (before any call on this thread).
+    prefetched = {key[0]: value for key, value in ahead._cache.items() if key[1] == 2}
+    assert set(prefetched) == {"data", "render", "wire"}, "the prefetch prepared the frame and its wireframes"
     sync = Session(drive, prefetch=False)
     assert sync.prefetch(2) is None  # prefetching off
     a, b = ahead.frame_render(2, "intensity"), sync.frame_render(2, "intensity")
+    assert a is prefetched["render"] and ahead.frame_data(2) is prefetched["data"]  # drawn from the prefetch
     assert a.rgba.dtype == np.uint8 and a.rgba.shape == (len(sim.sweep(2).points), 4)
     np.testing.assert_array_equal(a.rgba, b.rgba)
     np.testing.assert_array_equal(a.bev_rgb32, b.bev_rgb32)
@@ -84,14 +88,39 @@ def test_prefetch_prepares_the_same_frame_as_a_synchronous_load(sim_and_drive):
         assert x.shape[2] == 4
         np.testing.assert_array_equal(x, y)
     # The prefetched wireframes are the ones drawn when the boxes have not changed (cache hit: the same object).
-    assert any(key[0] == "wire" and key[1] == 2 for key in ahead._cache), "the prefetch projected the wireframes"
-    assert ahead.wireframes(ahead.boxes(2).boxes, 2) is ahead.wireframes(boxes, 2)
+    assert ahead.wireframes(ahead.boxes(2).boxes, 2) is prefetched["wire"]
+    assert ahead.wireframes(boxes, 2) is prefetched["wire"]
     moved = boxes.replace(center_m=boxes.center_m + np.array([1.0, 0.0, 0.0]))
     assert ahead.wireframes(moved, 2) is not ahead.wireframes(boxes, 2)  # an edit is projected anew
     assert ahead.prefetch(99) is None and ahead.prefetch(-1) is None
     ahead.set_aggregate(2)
     assert ahead.prefetch(3) is None  # aggregation reads the labels: UI thread only
-    ahead.close()
-    assert ahead.prefetch(1) is None
+    ahead.set_aggregate(1)
+    before_close = ahead.prefetch(1)
+    assert before_close is not None
+    ahead.close()  # waits for the frame being prefetched
+    assert before_close.done()
+    assert ahead.prefetch(1) is None  # prefetching off after close
     with pytest.raises(ValueError):
         sync.frame_render(0, "rainbow")
+
+
+def test_prefetch_uses_the_settings_of_the_moment_it_was_asked(sim_and_drive):
+    import threading
+
+    _, path = sim_and_drive
+    session = Session(Drive.open(path))
+    readers = []
+    boxes_at = session.store.boxes_at
+    session.store.boxes_at = lambda frame: readers.append(threading.current_thread()) or boxes_at(frame)
+    gate = threading.Event()
+    session._executor.submit(gate.wait, 60)  # hold the worker until the setting has changed
+    future = session.prefetch(3, "height")
+    assert future is not None
+    session.set_aggregate(2)  # changed after the prefetch was asked, before it runs
+    gate.set()
+    future.result(timeout=60)
+    keys = set(session._cache)
+    assert ("render", 3, 1, "height") in keys and not any(key[2] != 1 for key in keys if key[1] == 3)
+    assert all(thread is threading.main_thread() for thread in readers), "labels read off the UI thread"
+    session.close()

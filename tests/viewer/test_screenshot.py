@@ -10,14 +10,9 @@ from PySide6.QtTest import QTest
 from sensorlabel.viewer.model.palette import class_color
 
 from sensorlabel.drive import LabelStore
+from tests.viewer.conftest import grab_rgb
 
 pytestmark = pytest.mark.gl
-
-
-def _image(widget) -> np.ndarray:
-    img = widget.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB888)
-    return np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())[:, : 3 * img.width()] \
-        .reshape(img.height(), img.width(), 3).copy()
 
 
 def _color_pixels(image: np.ndarray, rgb, tol: int = 12) -> int:
@@ -55,13 +50,13 @@ def _check_window_and_drag(qtbot, drive_path):
     window.view3d.orbit(15, 0)  # what a mouse drag in the 3D view does
     qtbot.wait(50)
     assert window.view3d.render_count == renders + 2, "the 3D view re-renders after a camera move"
-    shot = _image(window)
+    shot = grab_rgb(window)
     assert shot.std() > 20, "the window is blank"
-    view3d = _image(window.view3d)
+    view3d = grab_rgb(window.view3d)
     assert len(np.unique(view3d.reshape(-1, 3)[::7], axis=0)) > 50, "the 3D view shows no points"
     label = str(c.records.boxes.label[np.argmin(np.hypot(*c.records.boxes.center_m[:, :2].T))])
     assert _color_pixels(view3d, class_color(label)) > 20, "no box lines of the class colour in the 3D view"
-    assert _color_pixels(_image(window.bev), class_color(label)) > 20, "no box outlines in the bird's-eye view"
+    assert _color_pixels(grab_rgb(window.bev), class_color(label)) > 20, "no box outlines in the bird's-eye view"
 
     # Select the nearest box, zoom on it, drag it 1.5 m along ego x with the mouse.
     rec = c.records

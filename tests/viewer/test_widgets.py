@@ -7,6 +7,7 @@ import pytest
 from PySide6 import QtCore
 
 from sensorlabel.drive import LabelStore
+from tests.viewer.conftest import grab_rgb
 
 
 @pytest.fixture
@@ -144,23 +145,24 @@ def test_new_box_by_click_in_the_birds_eye_view(app_window, drive_path, qtbot, s
 
 
 def test_timeline_label_is_not_hidden_by_keyframe_markers(qtbot):
-    from PySide6 import QtGui
     from sensorlabel.viewer.views.panels import Timeline
 
     timeline = Timeline()
     qtbot.addWidget(timeline)
     timeline.resize(400, 90)
     frames = np.arange(50)
-    timeline.set_data(50, np.array([7]), frames, np.zeros(50, np.int64), frames % 10 == 0, {7: "Car"},
-                      np.arange(0, 50, 2))  # a keyframe marker every 16 px, from x = 4
+    keyframes = np.arange(0, 50, 2)  # a keyframe marker every 16 px, from x = 4
+    timeline.set_data(50, np.array([7]), frames, np.zeros(50, np.int64), frames % 10 == 0, {7: "Car"}, keyframes)
     timeline.set_frame(1)  # the cursor at x = 12, inside the label
-    image = timeline.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB888)
-    rgb = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())[
-        :, : 3 * image.width()].reshape(image.height(), image.width(), 3).astype(int)
-    label_row, marker_row = rgb[: Timeline._LABEL_PX], rgb[Timeline._LABEL_PX: Timeline._HEADER_PX]
+    rgb = grab_rgb(timeline).astype(int)
     yellow = (np.abs(rgb - [255, 210, 80]).max(axis=2) < 40)
     assert not yellow[: Timeline._LABEL_PX].any(), "a keyframe marker is drawn in the label row"
-    assert yellow[Timeline._LABEL_PX: Timeline._HEADER_PX].sum() > 20 * 10  # every marker is whole, below it
+    top, tip = Timeline._LABEL_PX + 1, Timeline._HEADER_PX - 2  # the marker triangle: 9 px wide at top, 10 rows
+    for k in keyframes:  # every marker is whole, below the label row
+        x = round(timeline._x(k))
+        marker = yellow[: Timeline._HEADER_PX, max(x - 5, 0): x + 6]
+        rows = np.flatnonzero(marker.any(axis=1))
+        assert marker.sum() >= 40 and rows[0] == top and rows[-1] == tip, f"keyframe {k}: marker not whole"
+        assert marker[top].sum() >= 8, f"keyframe {k}: the top of the marker is hidden"
     text = rgb[:, :120][: Timeline._LABEL_PX].min(axis=2) > 150  # light text pixels
     assert text.sum() > 40, "the frame label is not drawn"
-    assert marker_row.shape[0] > 8 and label_row.shape[0] == Timeline._LABEL_PX

@@ -1,22 +1,25 @@
 """Everything a frame needs on screen that does not depend on the labels, computed with numpy (no Qt) so that it
 can run on the prefetch thread: the 3D colours, the bird's-eye raster, and each camera image with its projected
-points drawn in. The UI thread then only uploads these arrays and draws the boxes (which are read from the store
-at every redraw, never prefetched).
+points drawn in. The UI thread then only uploads these arrays and draws the boxes (which it reads from the store at
+every redraw).
 
 Images are kept in the layouts Qt displays without conversion: the bird's-eye raster as (H,W) uint32 ``0xffRRGGBB``
 (``QImage.Format_RGB32``), camera images as (h,w,4) uint8 with bytes B, G, R, 255 in memory (the same
 ``Format_RGB32`` pixel ``0xffRRGGBB``, which Qt paints onto the window without a format conversion; a pixel is one
-32-bit word, so a point is one store). The boxes' wireframes in each camera (:func:`project_wireframes`) depend on the labels:
-they are computed for the boxes read on the UI thread and cached by the boxes' geometry.
+32-bit word, so a point is one store). The boxes' wireframes in each camera (:func:`project_wireframes`) depend on the
+labels: they are computed for boxes read on the UI thread (for the next frames, ahead on the prefetch thread) and
+cached by the boxes' geometry.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Executor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sensorlabel.fusion.projection import cull_bounds
 from sensorlabel.geometry.boxes import Boxes
 from sensorlabel.geometry.camera import NEAR_M
 
@@ -31,6 +34,8 @@ RASTER_HALF_M = 75.0
 BACKGROUND_RGB = (18, 20, 26)
 #: Samples per box edge of the camera wireframes (distorted cameras draw curved edges).
 SAMPLES_PER_EDGE = 8
+#: The image's viewing pyramid is widened by this fraction of its span before culling boxes outside it.
+CULL_MARGIN = 0.1
 
 
 def pack_rgb32(rgb: np.ndarray) -> np.ndarray:
@@ -88,36 +93,17 @@ def draw_points(image_rgbx: np.ndarray, uv_px: np.ndarray, depth_m: np.ndarray) 
         flat[base + offset] = colors
 
 
-def _normalised_bounds(camera) -> np.ndarray | None:
-    """(4,) x/z and y/z limits (lo_x, hi_x, lo_y, hi_y) of the image, widened by 10 %, from rays through its
-    border; None when the field of view reaches 90 degrees off axis (fisheye), where no such bound exists."""
-    w, h = camera.width_px, camera.height_px
-    s = np.linspace(0, 1, 17)
-    border = np.concatenate([np.c_[s * (w - 1), np.zeros_like(s)], np.c_[s * (w - 1), np.full_like(s, h - 1)],
-                             np.c_[np.zeros_like(s), s * (h - 1)], np.c_[np.full_like(s, w - 1), s * (h - 1)]])
-    rays = camera.unproject(border)
-    if not np.isfinite(rays).all() or (rays[:, 2] < 0.05).any():
-        return None
-    xn, yn = rays[:, 0] / rays[:, 2], rays[:, 1] / rays[:, 2]
-    pad_x, pad_y = 0.1 * (xn.max() - xn.min()), 0.1 * (yn.max() - yn.min())
-    return np.array([xn.min() - pad_x, xn.max() + pad_x, yn.min() - pad_y, yn.max() + pad_y])
-
-
-_BOUNDS: dict[int, tuple[object, np.ndarray | None]] = {}
-
-
 def frustum_candidates(boxes: Boxes, cam_SE3_ego, camera) -> np.ndarray:
     """(N,) bool: the box may be visible. False when all 8 corners are behind the near plane or all outside one
-    side of the image's (widened) viewing pyramid; the box is convex, so it is then entirely out of view."""
+    side of the image's viewing pyramid widened by :data:`CULL_MARGIN`
+    (:func:`sensorlabel.fusion.projection.cull_bounds`; no side test where it has no bound, as for a wide fisheye);
+    the box is convex, so it is then entirely out of view."""
     if len(boxes) == 0:
         return np.zeros(0, bool)
     corners = cam_SE3_ego.transform_points(boxes.corners().reshape(-1, 3)).reshape(-1, 8, 3)
     x, y, z = corners[..., 0], corners[..., 1], corners[..., 2]
     out = (z <= NEAR_M).all(axis=1)
-    cached = _BOUNDS.get(id(camera))
-    if cached is None or cached[0] is not camera:
-        cached = _BOUNDS[id(camera)] = (camera, _normalised_bounds(camera))
-    bounds = cached[1]
+    bounds = cull_bounds(camera, CULL_MARGIN)
     if bounds is not None:
         lo_x, hi_x, lo_y, hi_y = bounds
         out |= (x < lo_x * z).all(axis=1) | (x > hi_x * z).all(axis=1)
@@ -154,39 +140,39 @@ class FrameRender:
     """A frame ready to upload: see the module docstring.
 
     Attributes:
-        frame: frame index. color_mode: the point colour mode these colours are for.
         rgba: (P,4) uint8 C-contiguous point colours (the 3D view).
         bev_rgb32: (n,n) uint32 bird's-eye raster (:func:`rasterize_bev`).
         camera_images: per camera of the drive, (h,w,4) uint8 BGRX (``QImage.Format_RGB32``) with the points
-            drawn (when ``show_points``), or None when the camera has no image at this frame.
+            drawn, or None when the camera has no image at this frame.
     """
 
-    frame: int
-    color_mode: str
     rgba: np.ndarray
     bev_rgb32: np.ndarray
     camera_images: tuple[np.ndarray | None, ...]
 
 
-def prepare_frame(data, rgba: np.ndarray, color_mode: str, show_points: bool = True) -> FrameRender:
-    """Build the :class:`FrameRender` of a ``FrameData`` whose points have colours ``rgba`` (P,4) float32 in [0, 1].
-    The camera images are drawn on two threads while this one rasterises the bird's-eye view (OpenCV and numpy's
-    gathers and scatters release the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
+def prepare_frame(data, rgba: np.ndarray, pool: Executor) -> FrameRender:
+    """Build the :class:`FrameRender` of a frame: the camera images are drawn on the threads of ``pool`` while this
+    thread rasterises the bird's-eye view (OpenCV and numpy's gathers and scatters release the GIL).
 
+    Args:
+        data: the frame's ``FrameData`` (points in the ego frame, cameras with their projected points).
+        rgba: (P,4) float32 colours of its points, in [0, 1].
+        pool: threads to draw the camera images on (tasks that never wait on the pool themselves).
+    """
     import cv2
 
     def camera_image(cam) -> np.ndarray | None:
         if cam.image_rgb is None:
             return None
         image = cv2.cvtColor(cam.image_rgb, cv2.COLOR_RGB2BGRA)
-        if show_points:
-            draw_points(image, cam.uv_px, cam.depth_m)
+        draw_points(image, cam.uv_px, cam.depth_m)
         return image
 
     rgba8 = (np.clip(rgba, 0, 1) * 255 + 0.5).astype(np.uint8)
-    with ThreadPoolExecutor(2, thread_name_prefix="sensorlabel-draw") as pool:
-        drawn = pool.map(camera_image, data.cameras)  # submitted now, collected below
+    drawing = [pool.submit(camera_image, cam) for cam in data.cameras]
+    try:
         bev = rasterize_bev(data.points_ego, pack_rgb32(rgba8[:, :3]))
-        images = list(drawn)
-    return FrameRender(data.frame, color_mode, rgba8, bev, tuple(images))
+    finally:  # the drawing ends before the frame does (an error here must not leave it behind)
+        wait(drawing)
+    return FrameRender(rgba8, bev, tuple(job.result() for job in drawing))

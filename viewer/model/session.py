@@ -2,16 +2,19 @@
 
 Pure Python and numpy (no Qt). Everything a frame step needs is computed here, vectorised, and cached per frame:
 
-* the sweep, motion-compensated into the ego frame at the frame time (:func:`sensorlabel.fusion.compensate_points`),
-  optionally aggregated with the previous sweeps (:func:`sensorlabel.fusion.aggregate_sweeps`);
-* per camera, the image decoded at a reduced size (OpenCV ``IMREAD_REDUCED_COLOR_2/4/8`` when the panel is small)
-  and the projection of the points (motion-compensated between the sweep and the exposure,
-  :func:`sensorlabel.fusion.project_points`), scaled to the reduced image;
+* the sweep, motion-compensated into the ego frame at the frame time and projected into every camera in one pass
+  (:func:`sensorlabel.fusion.project_sweep`: motion-compensated between the sweep and each exposure), or, when
+  sweeps are aggregated, the sweep and the previous ones (:func:`sensorlabel.fusion.aggregate_sweeps`) projected
+  with :func:`sensorlabel.fusion.project_points`; projections are scaled to the reduced images;
+* per camera, the image decoded at a reduced size (OpenCV ``IMREAD_REDUCED_COLOR_2/4/8`` when the panel is small);
 * ``cam_SE3_ego`` at the frame time for each camera, so that boxes (stored in the ego frame at the frame time) are
-  drawn where they were at the exposure (:func:`sensorlabel.fusion.project_boxes` clips them at the near plane).
+  drawn where they were at the exposure (:func:`sensorlabel.fusion.project_boxes` clips them at the near plane);
+* what the views upload (point colours, bird's-eye raster, camera images with their points) and the boxes'
+  wireframes in the cameras, built by :mod:`.render`.
 
-Labels are never cached: :meth:`Session.boxes` reads the store (indexed by frame) every time, so what is drawn is
-always what is committed.
+A worker thread prepares the next frames ahead (:meth:`Session.prefetch`), with the settings of the moment it is
+asked. Labels are never cached: :meth:`Session.boxes` reads the store (indexed by frame) on the UI thread every time,
+so what is drawn is always what is committed; the wireframes are cached by the boxes' geometry.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,7 +127,6 @@ class Session:
     Attributes:
         frame: the current frame index.
         aggregate_sweeps: number of sweeps shown together (1 = the frame's own sweep).
-        show_camera_points: draw the projected points into the camera images.
 
     Thread safety: :meth:`frame_data` and :meth:`frame_render` may be called from any thread; a frame being loaded
     by one thread is waited for, not loaded twice. Labels are read only on the calling (UI) thread.
@@ -136,19 +138,32 @@ class Session:
         self.camera_target_width_px = int(camera_target_width_px)
         self.frame = 0
         self.aggregate_sweeps = 1
-        self.show_camera_points = True
         self._cache: OrderedDict[tuple, object] = OrderedDict()
         self._pending: dict[tuple, Future] = {}
         self._lock = threading.Lock()
         self._cache_frames = int(cache_frames)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sensorlabel-prefetch") if prefetch else None
+        self._helpers: ThreadPoolExecutor | None = None  # decode and draw helpers of a frame load (_helper_pool)
         self._frame_listeners: list[Callable[[int], None]] = []
 
     def close(self) -> None:
-        """Stop the prefetch thread (waits for the frame it is loading)."""
+        """Stop the prefetch thread (waits for the frame it is loading; prefetching stays off) and the helper
+        threads (a later load on demand starts them again)."""
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+        with self._lock:
+            helpers, self._helpers = self._helpers, None
+        if helpers is not None:
+            helpers.shutdown(wait=True)
+
+    def _helper_pool(self) -> ThreadPoolExecutor:
+        """The two helper threads that decode and draw the camera images of a frame (OpenCV releases the GIL),
+        shared by every load; created on first use."""
+        with self._lock:
+            if self._helpers is None:
+                self._helpers = ThreadPoolExecutor(2, thread_name_prefix="sensorlabel-helper")
+            return self._helpers
 
     def clear_cache(self) -> None:
         """Forget every loaded frame (after a change of the decode size, or to measure cold loads)."""
@@ -190,12 +205,11 @@ class Session:
     def frame_data(self, frame: int | None = None) -> FrameData:
         """The sensor data of a frame (the current one by default), cached."""
         frame = self.frame if frame is None else int(frame)
-        aggregate = self.aggregate_sweeps
-        return self._cached(("data", frame, aggregate), lambda: self._load(frame, aggregate))
+        return self._data(frame, self.aggregate_sweeps)
 
     def frame_render(self, frame: int | None = None, color_mode: str = "height") -> FrameRender:
         """What the views upload for a frame (see :mod:`.render`): colours, bird's-eye raster, camera images with
-        their points; cached per frame, aggregation, colour mode and point display.
+        their points; cached per frame, aggregation and colour mode.
 
         Raises:
             ValueError: unknown colour mode.
@@ -203,14 +217,7 @@ class Session:
         if color_mode not in COLOR_MODES:
             raise ValueError(f"colour mode must be one of {COLOR_MODES}, got {color_mode!r}")
         frame = self.frame if frame is None else int(frame)
-        aggregate, points = self.aggregate_sweeps, self.show_camera_points
-        key = ("render", frame, aggregate, color_mode, points)
-
-        def build() -> FrameRender:
-            data = self._cached(("data", frame, aggregate), lambda: self._load(frame, aggregate))
-            return prepare_frame(data, self.point_colors(data, color_mode), color_mode, points)
-
-        return self._cached(key, build)
+        return self._render(frame, self.aggregate_sweeps, color_mode)
 
     def wireframes(self, boxes, frame: int | None = None) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
         """The wireframes of ``boxes`` (a :class:`Boxes` of the frame, ego frame) in every camera of a frame (the
@@ -218,33 +225,46 @@ class Session:
         (:func:`.render.project_wireframes`); cached by the boxes' geometry, so a redraw for a new selection or a
         frame prefetched with the same boxes reuses them."""
         frame = self.frame if frame is None else int(frame)
-        aggregate = self.aggregate_sweeps
-        key = ("wire", frame, aggregate, len(boxes), boxes.center_m.tobytes(), boxes.lwh_m.tobytes(),
-               boxes.quat_wxyz.tobytes())
-
-        def build():
-            data = self._cached(("data", frame, aggregate), lambda: self._load(frame, aggregate))
-            return tuple(project_wireframes(cam, boxes) for cam in data.cameras)
-
-        return self._cached(key, build)
+        return self._wireframes(frame, self.aggregate_sweeps, boxes)
 
     def prefetch(self, frame: int, color_mode: str = "height", boxes=None) -> Future | None:
         """Start preparing ``frame`` (:meth:`frame_render`, and :meth:`wireframes` of ``boxes`` when given: read
         them on the UI thread) on the worker thread; returns its future, or None when the frame is out of range,
         prefetching is off, or sweeps are aggregated (aggregation reads the labels, which only the UI thread
         may touch)."""
-        if self._executor is None or self.aggregate_sweeps > 1 or not 0 <= int(frame) < self.num_frames:
+        aggregate = self.aggregate_sweeps  # the settings now: the job must not read them when it runs
+        if self._executor is None or aggregate > 1 or not 0 <= int(frame) < self.num_frames:
             return None
         frame = int(frame)
 
         def job() -> None:
-            self.frame_render(frame, color_mode)
+            self._render(frame, aggregate, color_mode)
             if boxes is not None:
-                self.wireframes(boxes, frame)
+                self._wireframes(frame, aggregate, boxes)
 
         future = self._executor.submit(job)
         future.add_done_callback(_log_failure)
         return future
+
+    def _data(self, frame: int, aggregate: int) -> FrameData:
+        """The cached :class:`FrameData` of ``frame`` with ``aggregate`` sweeps."""
+        return self._cached(("data", frame, aggregate), lambda: self._load(frame, aggregate))
+
+    def _render(self, frame: int, aggregate: int, color_mode: str) -> FrameRender:
+        """The cached :class:`FrameRender` of ``frame`` with ``aggregate`` sweeps in ``color_mode``."""
+
+        def build() -> FrameRender:
+            data = self._data(frame, aggregate)
+            return prepare_frame(data, self.point_colors(data, color_mode), self._helper_pool())
+
+        return self._cached(("render", frame, aggregate, color_mode), build)
+
+    def _wireframes(self, frame: int, aggregate: int, boxes) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """The cached wireframes of ``boxes`` in every camera of ``frame`` with ``aggregate`` sweeps."""
+        key = ("wire", frame, aggregate, len(boxes), boxes.center_m.tobytes(), boxes.lwh_m.tobytes(),
+               boxes.quat_wxyz.tobytes())
+        return self._cached(key, lambda: tuple(project_wireframes(cam, boxes)
+                                               for cam in self._data(frame, aggregate).cameras))
 
     def _cached(self, key: tuple, compute: Callable[[], object]):
         """The cache entry ``key``, computing it once (other threads asking meanwhile wait for that result)."""
@@ -276,9 +296,9 @@ class Session:
 
     def _load(self, frame: int, aggregate: int) -> FrameData:
         """Read, compensate and project one frame: the sweep is compensated once and projected into every camera
-        through a shared sector index (:func:`sensorlabel.fusion.project_sweep`), while two threads read and decode
-        the camera images (OpenCV releases the GIL). A camera whose image does not decode shows no image and gets no
-        points."""
+        through a shared sector index (:func:`sensorlabel.fusion.project_sweep`), while the two helper threads read
+        and decode the camera images (OpenCV releases the GIL). A camera whose image does not decode shows no image
+        and gets no points."""
         from sensorlabel.fusion import CameraView, project_points, project_sweep
 
         drive = self.drive
@@ -295,9 +315,10 @@ class Session:
             scales.append(reduction_for(cam.width_px, self.camera_target_width_px))
             cams.append(cam)
             indices.append(index)
-        with ThreadPoolExecutor(2, thread_name_prefix="sensorlabel-decode") as pool:
-            decoding = [pool.submit(lambda n=v.name, i=i, sc=sc: decode_image(drive.camera_image_bytes(n, i), sc))
-                        if i >= 0 else None for v, i, sc in zip(views, indices, scales)]
+        pool = self._helper_pool()
+        decoding = [pool.submit(lambda n=v.name, i=i, sc=sc: decode_image(drive.camera_image_bytes(n, i), sc))
+                    if i >= 0 else None for v, i, sc in zip(views, indices, scales)]
+        try:
             sweep = drive.frame_sweep(frame) if drive.lidar_names else None
             with_index = [v for v, i in zip(views, indices) if i >= 0]
             if sweep is not None and aggregate <= 1:
@@ -311,7 +332,9 @@ class Session:
                 projections = [project_points(points, v, pose_fn, t_frame) for v in with_index] if len(points) else []
             else:
                 points, intensity, projections = np.zeros((0, 3), np.float32), np.zeros(0, np.float32), []
-            images = [None if job is None else job.result() for job in decoding]
+        finally:  # the decodes end before the frame does (an error while they run must not leave them behind)
+            wait([job for job in decoding if job is not None])
+        images = [None if job is None else job.result() for job in decoding]
         decoded = {v.name for v, image in zip(views, images) if image is not None}
         by_name = {p.camera: p for p in projections if p.camera in decoded}
         world_SE3_cam_egos = pose_fn(np.array([v.timestamp_ns for v in views], np.int64)) if views else None

@@ -14,10 +14,11 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..model.palette import SELECTED_RGB
+from ..model.render import BACKGROUND_RGB
 from ..model.session import CameraFrame
 
 _EMPTY_RGB = (28, 30, 36)
-_BG = QtGui.QColor(18, 20, 26)
+_BG = QtGui.QColor(*BACKGROUND_RGB)
 _LABEL_PX = 14
 
 

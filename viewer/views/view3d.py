@@ -16,8 +16,6 @@ Mouse and wheel: orbit, pan (Ctrl or middle button), zoom, from pyqtgraph's :cla
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pyqtgraph.opengl as gl
 from OpenGL import GL
@@ -28,8 +26,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from sensorlabel.geometry.boxes import BOX_EDGES, Boxes
 
 from ..model.palette import SELECTED_RGB
-
-logger = logging.getLogger(__name__)
+from ..model.render import BACKGROUND_RGB
 
 #: Track-id labels drawn at most (the nearest boxes get them).
 MAX_LABELS = 48
@@ -183,7 +180,7 @@ class View3D(GLViewMixin, QtWidgets.QWidget):
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.ClickFocus)
         self.setAttribute(QtCore.Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.initializeGL()
-        self.setBackgroundColor(QtGui.QColor(18, 20, 26))
+        self.setBackgroundColor(QtGui.QColor(*BACKGROUND_RGB))
         self.setCameraPosition(pos=QtGui.QVector3D(8, 0, 0), distance=55, elevation=32, azimuth=200)
         grid = gl.GLGridItem()
         grid.setSize(160, 160)
@@ -309,7 +306,6 @@ class View3D(GLViewMixin, QtWidgets.QWidget):
         self._label_xyz = boxes.center_m[order] + np.c_[np.zeros((n, 2)), boxes.lwh_m[order, 2] / 2 + 0.3]
         self._label_text = [str(int(t)) for t in boxes.track_id[order]]
         self._label_rgb = rgb[order]
-        super().update()  # the labels are painted in the raster pass even when the GL scene is unchanged
 
     def sizeHint(self) -> QtCore.QSize:
         return QtCore.QSize(640, 420)
